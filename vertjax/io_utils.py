@@ -1,0 +1,132 @@
+"""JSONL records and atomic files: the one place that reads and writes vertjax's record files.
+
+Readers name the file and line of a bad record; writers never leave a half-written file that looks
+complete (write to a temp file, then rename), and append-only writers let long jobs resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from vertjax import errors
+
+PathLike = str | os.PathLike
+
+
+def read_jsonl(path: PathLike, *, required_keys: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+    """Yields one dict per non-blank line; a bad line raises `DataError` naming file and line."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise errors.DataError("file not found", path=path)
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise errors.DataError("line is not valid UTF-8", path=path, line=line_no) from None
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise errors.DataError(f"invalid JSON ({e.msg})", path=path, line=line_no) from None
+            if not isinstance(record, dict):
+                raise errors.DataError("expected a JSON object", path=path, line=line_no)
+            missing = [k for k in required_keys if k not in record]
+            if missing:
+                raise errors.DataError(
+                    f"missing key(s) {', '.join(missing)}", path=path, line=line_no
+                )
+            yield record
+
+
+def load_jsonl(path: PathLike, *, required_keys: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Reads a whole JSONL file; raises `DataError` if it holds no record."""
+    records = list(read_jsonl(path, required_keys=required_keys))
+    if not records:
+        raise errors.DataError("no records (empty file)", path=path)
+    return records
+
+
+def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
+    """Writes text to a temp file in the same folder, then renames it over `path`."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_jsonl(path: PathLike, records: Iterable[dict[str, Any]]) -> int:
+    """Atomically writes records as JSONL; returns how many were written."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> pathlib.Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+class JsonlAppender:
+    """Append-only JSONL for resumable jobs: one flushed, fsynced line per record.
+
+    On open, a torn last line (from a kill mid-write) is truncated away, and the keys already
+    written are available as `seen` so a restarted job skips them and writes no duplicates.
+    """
+
+    def __init__(self, path: PathLike, *, key: str = "id"):
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.key = key
+        self.seen: set[Any] = set()
+        self.records: list[dict[str, Any]] = []
+        if self.path.exists():
+            self._recover()
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def _recover(self) -> None:
+        data = self.path.read_bytes()
+        good_end = 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break  # torn final line
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            good_end += len(line)
+            self.records.append(record)
+            self.seen.add(record.get(self.key))
+        if good_end != len(data):
+            with self.path.open("r+b") as f:
+                f.truncate(good_end)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self.seen.add(record.get(self.key))
+        self.records.append(record)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

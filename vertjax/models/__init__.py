@@ -1,0 +1,1 @@
+"""vertjax.models."""
