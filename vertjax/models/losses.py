@@ -1,0 +1,46 @@
+"""Losses: token cross-entropy with z-loss and label smoothing, as T5X computes them."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def cross_entropy_with_logits(
+    logits: Array, targets: Array, *, z_loss: float = 0.0, label_smoothing: float = 0.0
+) -> tuple[Array, Array]:
+    """Per-token cross-entropy and z-loss (both `[batch, length]`), as in T5X.
+
+    z_loss adds `z_loss * log(Z)^2` to keep the softmax normaliser near 1 (stabilises bf16);
+    label smoothing spreads `label_smoothing` mass over the other tokens and subtracts the
+    entropy of that smoothed target so a perfect model still scores zero.
+    """
+    vocab = logits.shape[-1]
+    logits = logits.astype(jnp.float32)
+    confidence = 1.0 - label_smoothing
+    low = label_smoothing / (vocab - 1)
+    normalizer = (
+        -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+        if label_smoothing > 0
+        else 0.0
+    )
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    log_probs = logits - log_z[..., None]
+    target_logp = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[
+        ..., 0
+    ]
+    if label_smoothing > 0:
+        mean_logp = jnp.mean(log_probs, axis=-1) * vocab  # sum over vocab
+        loss = -(confidence * target_logp + low * (mean_logp - target_logp)) - normalizer
+    else:
+        loss = -target_logp
+    z = z_loss * jnp.square(log_z)
+    return loss + z, z
+
+
+def token_log_likelihood(logits: Array, targets: Array) -> Array:
+    """log p(target token) per position, `[batch, length]` (for scoring, PPL and NLI labels)."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]

@@ -1,0 +1,369 @@
+"""T5 v1.1 encoder-decoder in Flax with T5X parameter names and logical axes.
+
+Parameters are named as in T5X (`encoder/layers_0/attention/query/kernel`, `token_embedder/embedding`,
+`decoder/logits_dense/kernel`, ...), so T5X checkpoints, partitioning rules and HF conversions carry
+over. Packed examples are supported through segment ids: attention never crosses a segment, and the
+relative position biases are offset-invariant, so `*_positions` need not be consulted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vertjax.models import layers
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+    """Hyper-parameters of a T5 v1.1 model (field names follow T5X's `network.T5Config`)."""
+
+    vocab_size: int = 32128
+    emb_dim: int = 512
+    num_heads: int = 8
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    head_dim: int = 64
+    mlp_dim: int = 1024
+    mlp_activations: Sequence[str] = ("gelu", "linear")
+    dropout_rate: float = 0.0
+    dtype: Any = "float32"
+    logits_via_embedding: bool = False
+    float32_attention_logits: bool = True
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    layer_norm_epsilon: float = 1e-6
+
+    @property
+    def activation_dtype(self) -> Any:
+        return jnp.dtype(self.dtype)
+
+
+def _attention(cfg: T5Config, name: str) -> layers.MultiHeadAttention:
+    return layers.MultiHeadAttention(
+        num_heads=cfg.num_heads,
+        head_dim=cfg.head_dim,
+        dtype=cfg.activation_dtype,
+        dropout_rate=cfg.dropout_rate,
+        float32_logits=cfg.float32_attention_logits,
+        name=name,
+    )
+
+
+def _norm(cfg: T5Config, name: str) -> layers.RMSNorm:
+    return layers.RMSNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.activation_dtype, name=name)
+
+
+def _mlp(cfg: T5Config) -> layers.GatedMlp:
+    return layers.GatedMlp(
+        mlp_dim=cfg.mlp_dim,
+        activations=tuple(cfg.mlp_activations),
+        dtype=cfg.activation_dtype,
+        dropout_rate=cfg.dropout_rate,
+        name="mlp",
+    )
+
+
+class _Dropout(nn.Module):
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: Array, *, enable_dropout: bool) -> Array:
+        if not enable_dropout or self.rate == 0.0:
+            return x
+        return nn.Dropout(self.rate, broadcast_dims=(-2,))(x, deterministic=False)
+
+
+class EncoderLayer(nn.Module):
+    config: T5Config
+
+    @nn.compact
+    def __call__(self, x: Array, bias: Array, *, enable_dropout: bool) -> Array:
+        cfg = self.config
+        drop = _Dropout(cfg.dropout_rate)
+        y = _norm(cfg, "pre_attention_layer_norm")(x)
+        y = _attention(cfg, "attention")(y, y, bias, enable_dropout=enable_dropout)
+        x = x + drop(y, enable_dropout=enable_dropout)
+        y = _norm(cfg, "pre_mlp_layer_norm")(x)
+        y = _mlp(cfg)(y, enable_dropout=enable_dropout)
+        x = x + drop(y, enable_dropout=enable_dropout)
+        return layers.constrain(x, ("batch", "length", "embed"))
+
+
+class DecoderLayer(nn.Module):
+    config: T5Config
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Array,
+        encoded: Array,
+        self_bias: Array,
+        cross_bias: Array,
+        *,
+        enable_dropout: bool,
+        decode: bool,
+        cache_index: Array | None,
+    ) -> Array:
+        cfg = self.config
+        drop = _Dropout(cfg.dropout_rate)
+        y = _norm(cfg, "pre_self_attention_layer_norm")(x)
+        y = _attention(cfg, "self_attention")(
+            y,
+            y,
+            self_bias,
+            enable_dropout=enable_dropout,
+            decode=decode,
+            cache_index=cache_index,
+            cache_kv=True,
+        )
+        x = x + drop(y, enable_dropout=enable_dropout)
+        y = _norm(cfg, "pre_cross_attention_layer_norm")(x)
+        y = _attention(cfg, "encoder_decoder_attention")(
+            y,
+            encoded,
+            cross_bias,
+            enable_dropout=enable_dropout,
+            decode=decode,
+        )
+        x = x + drop(y, enable_dropout=enable_dropout)
+        y = _norm(cfg, "pre_mlp_layer_norm")(x)
+        y = _mlp(cfg)(y, enable_dropout=enable_dropout)
+        x = x + drop(y, enable_dropout=enable_dropout)
+        return layers.constrain(x, ("batch", "length", "embed"))
+
+
+class Encoder(nn.Module):
+    config: T5Config
+    shared_embedding: nn.Module
+
+    @nn.compact
+    def __call__(
+        self, tokens: Array, segment_ids: Array | None = None, *, enable_dropout: bool
+    ) -> Array:
+        cfg = self.config
+        length = tokens.shape[1]
+        x = self.shared_embedding(tokens.astype(jnp.int32))
+        x = _Dropout(cfg.dropout_rate)(x, enable_dropout=enable_dropout)
+        x = layers.constrain(x, ("batch", "length", "embed"))
+        valid = tokens > 0
+        mask = layers.make_attention_mask(
+            valid, valid, query_segments=segment_ids, key_segments=segment_ids
+        )
+        bias = layers.attention_mask_bias(mask, jnp.float32) + self._relpos()(
+            length, length, bidirectional=True
+        )
+        for i in range(cfg.num_encoder_layers):
+            x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, enable_dropout=enable_dropout)
+        x = _norm(cfg, "encoder_norm")(x)
+        return _Dropout(cfg.dropout_rate)(x, enable_dropout=enable_dropout)
+
+    def _relpos(self) -> layers.RelativePositionBiases:
+        cfg = self.config
+        return layers.RelativePositionBiases(
+            num_buckets=cfg.relative_attention_num_buckets,
+            max_distance=cfg.relative_attention_max_distance,
+            num_heads=cfg.num_heads,
+            dtype=jnp.float32,
+            name="relpos_bias",
+        )
+
+
+class Decoder(nn.Module):
+    """T5 decoder. With `decode=True`, `decoder_input_tokens` holds the next token(s) and the
+    decoder-level `cache_index` says at which position they sit (the caller may rewind it)."""
+
+    config: T5Config
+    shared_embedding: nn.Module
+
+    @nn.compact
+    def __call__(
+        self,
+        encoded: Array,
+        encoder_input_tokens: Array,
+        decoder_input_tokens: Array,
+        decoder_target_tokens: Array | None = None,
+        encoder_segment_ids: Array | None = None,
+        decoder_segment_ids: Array | None = None,
+        *,
+        enable_dropout: bool,
+        decode: bool = False,
+        max_decode_length: int | None = None,
+    ) -> Array:
+        cfg = self.config
+        batch, length = decoder_input_tokens.shape
+        relpos = layers.RelativePositionBiases(
+            num_buckets=cfg.relative_attention_num_buckets,
+            max_distance=cfg.relative_attention_max_distance,
+            num_heads=cfg.num_heads,
+            dtype=jnp.float32,
+            name="relpos_bias",
+        )
+        cache_index = None
+        if decode and self.has_variable("cache", "cache_index"):
+            index_var = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+            cache_index = index_var.value
+            index_var.value = cache_index + length
+            if max_decode_length is None:
+                raise ValueError("decode=True needs max_decode_length")
+            self_bias, cross_bias = self._decode_biases(
+                relpos, encoder_input_tokens, cache_index, length, max_decode_length
+            )
+        else:
+            if decode:  # the cache-sizing call: decoder inputs span the full decode length
+                self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+            target_valid = (
+                decoder_target_tokens > 0
+                if decoder_target_tokens is not None
+                else jnp.ones((batch, length), bool)
+            )
+            self_mask = layers.make_attention_mask(
+                target_valid,
+                target_valid,
+                query_segments=decoder_segment_ids,
+                key_segments=decoder_segment_ids,
+                causal=True,
+            )
+            cross_mask = layers.make_attention_mask(
+                target_valid,
+                encoder_input_tokens > 0,
+                query_segments=decoder_segment_ids,
+                key_segments=encoder_segment_ids,
+            )
+            self_bias = layers.attention_mask_bias(self_mask, jnp.float32) + relpos(
+                length, length, bidirectional=False
+            )
+            cross_bias = layers.attention_mask_bias(cross_mask, jnp.float32)
+
+        y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
+        y = _Dropout(cfg.dropout_rate)(y, enable_dropout=enable_dropout)
+        y = layers.constrain(y, ("batch", "length", "embed"))
+        for i in range(cfg.num_decoder_layers):
+            y = DecoderLayer(cfg, name=f"layers_{i}")(
+                y,
+                encoded,
+                self_bias,
+                cross_bias,
+                enable_dropout=enable_dropout,
+                decode=decode,
+                cache_index=cache_index,
+            )
+        y = _norm(cfg, "decoder_norm")(y)
+        y = _Dropout(cfg.dropout_rate)(y, enable_dropout=enable_dropout)
+        if cfg.logits_via_embedding:
+            logits = self.shared_embedding.attend(y) / jnp.sqrt(y.shape[-1]).astype(jnp.float32)
+        else:
+            logits = layers.Dense(
+                cfg.vocab_size, ("embed", "vocab"), dtype=jnp.float32, name="logits_dense"
+            )(y)
+        return layers.constrain(logits, ("batch", "length", "vocab"))
+
+    def _decode_biases(self, relpos, encoder_input_tokens, cache_index, length, max_len):
+        """Biases for `length` new queries at `cache_index..` against the whole key cache."""
+        rows = relpos(length, max_len, bidirectional=False, query_offset=cache_index)
+        query_pos = cache_index + jnp.arange(length)[:, None]
+        causal = jnp.arange(max_len)[None, :] <= query_pos  # [length, max]
+        self_bias = rows + layers.attention_mask_bias(causal[None, None], jnp.float32)
+        key_valid = (encoder_input_tokens > 0)[:, None, None, :]
+        cross_bias = layers.attention_mask_bias(key_valid, jnp.float32)
+        return self_bias, cross_bias
+
+
+class Transformer(nn.Module):
+    """The T5 encoder-decoder with T5X's call signature; `encode`/`decode` for retrieval/decoding."""
+
+    config: T5Config
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.token_embedder = layers.Embed(
+            num_embeddings=cfg.vocab_size, features=cfg.emb_dim, dtype=cfg.activation_dtype
+        )
+        self.encoder = Encoder(cfg, shared_embedding=self.token_embedder)
+        self.decoder = Decoder(cfg, shared_embedding=self.token_embedder)
+
+    def encode(
+        self,
+        encoder_input_tokens: Array,
+        encoder_segment_ids: Array | None = None,
+        encoder_positions: Array | None = None,
+        *,
+        enable_dropout: bool = True,
+    ) -> Array:
+        """Encoder hidden states `[batch, length, emb_dim]` (final RMSNorm applied)."""
+        del encoder_positions  # relative biases are offset-invariant within a segment
+        return self.encoder(
+            encoder_input_tokens, encoder_segment_ids, enable_dropout=enable_dropout
+        )
+
+    def decode(
+        self,
+        encoded: Array,
+        encoder_input_tokens: Array,
+        decoder_input_tokens: Array,
+        decoder_target_tokens: Array | None = None,
+        encoder_segment_ids: Array | None = None,
+        decoder_segment_ids: Array | None = None,
+        decoder_positions: Array | None = None,
+        *,
+        enable_dropout: bool = True,
+        decode: bool = False,
+        max_decode_length: int | None = None,
+    ) -> Array:
+        """Decoder logits `[batch, length, vocab]` (float32)."""
+        del decoder_positions
+        return self.decoder(
+            encoded,
+            encoder_input_tokens,
+            decoder_input_tokens,
+            decoder_target_tokens,
+            encoder_segment_ids,
+            decoder_segment_ids,
+            enable_dropout=enable_dropout,
+            decode=decode,
+            max_decode_length=max_decode_length,
+        )
+
+    def __call__(
+        self,
+        encoder_input_tokens: Array,
+        decoder_input_tokens: Array,
+        decoder_target_tokens: Array,
+        encoder_segment_ids: Array | None = None,
+        decoder_segment_ids: Array | None = None,
+        encoder_positions: Array | None = None,
+        decoder_positions: Array | None = None,
+        *,
+        enable_dropout: bool = True,
+        decode: bool = False,
+    ) -> Array:
+        encoded = self.encode(
+            encoder_input_tokens,
+            encoder_segment_ids,
+            encoder_positions,
+            enable_dropout=enable_dropout,
+        )
+        return self.decode(
+            encoded,
+            encoder_input_tokens,
+            decoder_input_tokens,
+            decoder_target_tokens,
+            encoder_segment_ids,
+            decoder_segment_ids,
+            decoder_positions,
+            enable_dropout=enable_dropout,
+            decode=decode,
+            max_decode_length=decoder_input_tokens.shape[1] if decode else None,
+        )
+
+
+def count_params(params: Any) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
