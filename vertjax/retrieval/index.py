@@ -1,0 +1,451 @@
+"""Dense passage index: ScaNN (tree + asymmetric hashing + exact reordering) or brute-force search.
+
+Vectors are compared by dot product (GTR/DPR embeddings are L2-normalised, so this is cosine).
+An index directory holds:
+
+    manifest.json           format, method, dimension, count, dtype, params, per-file size + SHA-256
+    embeddings.npy          float32 [count, dim], memory-mapped (written by `EmbeddingWriter`)
+    passages.jsonl(+.offsets.npy)   `{id, title, text}` per row, read lazily (`PassageStore`)
+    scann/                  `searcher.serialize` output (method "scann" only)
+
+The manifest is written last, so a directory without one is an interrupted build. `import scann`
+pulls in TensorFlow (seconds), so it is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from vertjax import errors, io_utils
+from vertjax.retrieval import store
+from vertjax.retrieval.types import Hit
+
+MANIFEST_FILE = "manifest.json"
+SCANN_DIR = "scann"
+FORMAT = "vertjax-dense-index"
+VERSION = 1
+METHODS = ("scann", "brute")
+TINY_CORPUS = 1000
+SCANN_PARAMS = (
+    "num_leaves",
+    "leaves_to_search",
+    "reorder_k",
+    "training_sample_size",
+    "dims_per_block",
+    "anisotropic_quantization_threshold",
+    "brute_force",
+)
+
+PathLike = str | os.PathLike
+Metadata = store.PassageStore | Sequence[Mapping[str, Any]]
+
+
+def default_scann_params(count: int) -> dict[str, Any]:
+    """ScaNN parameters by corpus size: ~sqrt(n) leaves, search ~5% of them, reorder the top 200.
+
+    Below `TINY_CORPUS` vectors partitioning and hashing do not pay: ScaNN scores exhaustively.
+    """
+    if count < TINY_CORPUS:
+        return {"brute_force": True}
+    num_leaves = int(min(max(round(math.sqrt(count)), 16), 4000))
+    return {
+        "brute_force": False,
+        "num_leaves": num_leaves,
+        "leaves_to_search": max(8, math.ceil(0.05 * num_leaves)),
+        "reorder_k": 200,
+        "training_sample_size": min(count, 250_000),
+        "dims_per_block": 2,
+        "anisotropic_quantization_threshold": 0.2,
+    }
+
+
+def exact_search(
+    embeddings: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by dot product over corpus chunks (bounded memory on a memmap).
+
+    Returns (scores float32 [q, k], indices int64 [q, k]), best first; ties go to the lower row.
+    """
+    count = len(embeddings)
+    k = min(k, count)
+    chunk_rows = max(4096, (1 << 26) // max(1, len(queries)))
+    cand_scores, cand_rows = [], []
+    for start in range(0, count, chunk_rows):
+        block = queries @ np.asarray(embeddings[start : start + chunk_rows]).T
+        kk = min(k, block.shape[1])
+        top = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
+        cand_scores.append(np.take_along_axis(block, top, axis=1))
+        cand_rows.append(top + start)
+    scores = np.concatenate(cand_scores, axis=1)
+    rows = np.concatenate(cand_rows, axis=1)
+    order = np.lexsort((rows, -scores), axis=1)[:, :k]
+    return (
+        np.take_along_axis(scores, order, axis=1).astype(np.float32),
+        np.take_along_axis(rows, order, axis=1).astype(np.int64),
+    )
+
+
+class DenseIndex:
+    """Embeddings + passage metadata + (for ScaNN) a searcher. Build with `build`, reopen with `load`."""
+
+    def __init__(
+        self,
+        *,
+        embeddings: np.ndarray,
+        passages: Metadata,
+        method: str,
+        params: Mapping[str, Any],
+        searcher: Any = None,
+    ):
+        self.embeddings = embeddings
+        self.passages = passages
+        self.method = method
+        self.params = dict(params)
+        self._searcher = searcher
+
+    @property
+    def count(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    @classmethod
+    def build(
+        cls,
+        source: PathLike | np.ndarray,
+        *,
+        ids: Sequence[str] | None = None,
+        metadata: Metadata | PathLike | Iterable[Mapping[str, Any]] | None = None,
+        method: str = "scann",
+        **params: Any,
+    ) -> DenseIndex:
+        """Builds an index over `source` (an array, an `.npy`, or an `EmbeddingWriter` directory).
+
+        Args:
+          ids: passage ids per row (default: the metadata's ids, else the row numbers).
+          metadata: passages `{id, title, text}`: a `PassageStore`, a passages JSONL path, or
+            records; row i describes vector i.
+          method: "scann" or "brute" (exact search, the reference).
+          **params: ScaNN overrides of `default_scann_params` (num_leaves, leaves_to_search,
+            reorder_k, training_sample_size, dims_per_block, anisotropic_quantization_threshold,
+            brute_force).
+        """
+        if method not in METHODS:
+            raise errors.RetrievalIndexError(
+                f"unknown index method {method!r}; use one of {METHODS}"
+            )
+        embeddings = _open_source(source)
+        _check_finite(embeddings)
+        passages = _passages(embeddings.shape[0], ids=ids, metadata=metadata)
+        if method == "brute":
+            if params:
+                raise errors.RetrievalIndexError(f"brute-force search takes no params: {params}")
+            return cls(embeddings=embeddings, passages=passages, method=method, params={})
+        unknown = sorted(set(params) - set(SCANN_PARAMS))
+        if unknown:
+            raise errors.RetrievalIndexError(
+                f"unknown ScaNN params {unknown}; known: {SCANN_PARAMS}"
+            )
+        full = {**default_scann_params(len(embeddings)), **params}
+        return cls(
+            embeddings=embeddings,
+            passages=passages,
+            method=method,
+            params=full,
+            searcher=_build_scann(embeddings, full),
+        )
+
+    def search(
+        self,
+        query_vectors: np.ndarray,
+        k: int,
+        *,
+        leaves_to_search: int | None = None,
+        reorder_k: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows by dot product: (scores float32 [q, k], indices int64 [q, k]), best first.
+
+        `k` is capped at the corpus size. An approximate search that finds fewer than k
+        candidates pads with index -1 and score -inf. `leaves_to_search`/`reorder_k` override
+        the ScaNN build-time values for this call (to trade speed for recall).
+        """
+        queries = np.asarray(query_vectors, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries[None, :]
+        if queries.ndim != 2 or queries.shape[1] != self.dimension:
+            raise errors.RetrievalIndexError(
+                f"query vectors have shape {queries.shape}, but the index has dimension"
+                f" {self.dimension} (was it built with another encoder?)"
+            )
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        k = min(k, self.count)
+        if self._searcher is None:
+            return exact_search(self.embeddings, queries, k)
+        reorder = max(k, reorder_k or self.params.get("reorder_k", k))
+        rows, scores = self._searcher.search_batched_parallel(
+            queries,
+            final_num_neighbors=k,
+            pre_reorder_num_neighbors=reorder,
+            leaves_to_search=leaves_to_search,
+        )
+        rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+        missing = ~np.isfinite(scores)
+        rows[missing], scores[missing] = -1, -np.inf
+        return scores, rows
+
+    def hits(self, scores: np.ndarray, indices: np.ndarray) -> list[list[Hit]]:
+        """Turns `search` output into ranked `Hit`s with ids, titles and texts."""
+        result = []
+        for row_scores, row_indices in zip(scores, indices, strict=True):
+            hits = []
+            for score, row in zip(row_scores, row_indices, strict=True):
+                if row < 0:
+                    continue
+                p = self.passages[int(row)]
+                hits.append(
+                    Hit(
+                        rank=len(hits) + 1,
+                        id=p["id"],
+                        title=p["title"],
+                        score=float(score),
+                        text=p["text"],
+                    )
+                )
+            result.append(hits)
+        return result
+
+    def save(self, directory: PathLike) -> pathlib.Path:
+        """Writes the index to `directory` (the manifest last); returns the manifest path."""
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MANIFEST_FILE).unlink(missing_ok=True)
+        emb_path = directory / store.EMBEDDINGS_FILE
+        if _file_of(self.embeddings) != emb_path.resolve():
+            store.save_npy(emb_path, self.embeddings)
+        passages_path = directory / store.PASSAGES_FILE
+        if not (
+            isinstance(self.passages, store.PassageStore)
+            and self.passages.path.resolve() == passages_path.resolve()
+        ):
+            rows = (self.passages[i] for i in range(self.count))
+            store.PassageStore.write(passages_path, rows)
+        files = [
+            store.EMBEDDINGS_FILE,
+            store.PASSAGES_FILE,
+            store.PASSAGES_FILE + store.OFFSETS_SUFFIX,
+        ]
+        records = {name: store.file_record(directory / name) for name in files}
+        if self._searcher is not None:
+            records.update(_save_scann(self._searcher, directory))
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "method": self.method,
+            "metric": "dot_product",
+            "dimension": self.dimension,
+            "count": self.count,
+            "dtype": "float32",
+            "params": self.params,
+            "files": records,
+        }
+        return io_utils.atomic_write_json(directory / MANIFEST_FILE, manifest)
+
+    @classmethod
+    def load(cls, directory: PathLike, *, verify: bool = True) -> DenseIndex:
+        """Opens a saved index; `verify` also checks SHA-256 of every file (sizes are always checked)."""
+        directory = pathlib.Path(directory)
+        manifest = read_manifest(directory)
+        store.check_files(directory, manifest["files"], verify=verify)
+        embeddings = store.open_embeddings(directory / store.EMBEDDINGS_FILE)
+        expected = (manifest["count"], manifest["dimension"])
+        if embeddings.shape != expected:
+            raise errors.RetrievalIndexError(
+                f"{directory / store.EMBEDDINGS_FILE}: shape {embeddings.shape} but the manifest"
+                f" says count x dimension = {expected} (dimension mismatch; rebuild the index)"
+            )
+        passages = store.PassageStore.open(directory / store.PASSAGES_FILE)
+        if len(passages) != manifest["count"]:
+            raise errors.RetrievalIndexError(
+                f"{passages.path}: {len(passages)} passages for {manifest['count']} vectors"
+            )
+        searcher = _load_scann(directory / SCANN_DIR) if manifest["method"] == "scann" else None
+        return cls(
+            embeddings=embeddings,
+            passages=passages,
+            method=manifest["method"],
+            params=manifest["params"],
+            searcher=searcher,
+        )
+
+
+class DenseRetriever:
+    """A `Retriever` from a `DenseIndex` and a query encoder (questions -> [q, dim] vectors)."""
+
+    def __init__(self, index: DenseIndex, encode: Callable[[list[str]], np.ndarray]):
+        self.index = index
+        self.encode = encode
+
+    def search(self, questions: list[str], k: int) -> list[list[Hit]]:
+        if not questions:
+            return []
+        scores, rows = self.index.search(self.encode(list(questions)), k)
+        return self.index.hits(scores, rows)
+
+
+def read_manifest(directory: PathLike) -> dict[str, Any]:
+    """Reads and sanity-checks `manifest.json`; raises `RetrievalIndexError` naming the problem."""
+    directory = pathlib.Path(directory)
+    path = directory / MANIFEST_FILE
+    if not directory.is_dir():
+        raise errors.RetrievalIndexError(f"{directory}: index directory not found")
+    if not path.is_file():
+        raise errors.RetrievalIndexError(
+            f"{path}: missing (not a vertjax index, or its build was interrupted; rebuild it)"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise errors.RetrievalIndexError(f"{path}: corrupted manifest ({e})") from None
+    required = ("format", "version", "method", "dimension", "count", "dtype", "params", "files")
+    missing = (
+        [key for key in required if key not in manifest] if isinstance(manifest, dict) else required
+    )
+    if missing:
+        raise errors.RetrievalIndexError(f"{path}: manifest lacks {', '.join(missing)}")
+    if manifest["format"] != FORMAT or manifest["version"] != VERSION:
+        raise errors.RetrievalIndexError(
+            f"{path}: format {manifest['format']!r} v{manifest['version']}, expected {FORMAT!r} v{VERSION}"
+        )
+    if manifest["method"] not in METHODS or manifest["dtype"] != "float32":
+        raise errors.RetrievalIndexError(
+            f"{path}: unsupported method {manifest['method']!r} / dtype {manifest['dtype']!r}"
+        )
+    return manifest
+
+
+def _open_source(source: PathLike | np.ndarray) -> np.ndarray:
+    """An array, a `.npy` path, or a finished `EmbeddingWriter` directory -> float32 [n, d]."""
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2 or source.shape[0] == 0 or source.shape[1] == 0:
+            raise errors.RetrievalIndexError(
+                f"embeddings must be a non-empty [n, d] array, got {source.shape}"
+            )
+        return np.ascontiguousarray(source, dtype=np.float32)
+    path = pathlib.Path(source)
+    if path.is_dir():
+        progress = store.read_progress(path)
+        if not progress.get("complete"):
+            raise errors.RetrievalIndexError(
+                f"{path}: embeddings incomplete ({progress['rows_done']}/{progress['count']} rows);"
+                " resume the encoding first"
+            )
+        path = path / store.EMBEDDINGS_FILE
+    return store.open_embeddings(path)
+
+
+def _check_finite(embeddings: np.ndarray, *, chunk_rows: int = 65536) -> None:
+    for start in range(0, len(embeddings), chunk_rows):
+        if not np.isfinite(embeddings[start : start + chunk_rows]).all():
+            raise errors.RetrievalIndexError(
+                f"non-finite embedding values in rows {start}..{start + chunk_rows}"
+            )
+
+
+def _passages(count: int, *, ids: Sequence[str] | None, metadata: Any) -> Metadata:
+    """Row-aligned passage records from ids and/or metadata; checks counts and ids agree."""
+    if metadata is None:
+        ids = [str(i) for i in range(count)] if ids is None else ids
+        passages: Metadata = [{"id": str(i), "title": "", "text": ""} for i in ids]
+    elif isinstance(metadata, store.PassageStore):
+        passages = metadata
+    elif isinstance(metadata, str | os.PathLike):
+        passages = store.PassageStore.from_jsonl(metadata)
+    else:
+        passages = [
+            store.passage_record(p, where=f"metadata row {i}") for i, p in enumerate(metadata)
+        ]
+    if len(passages) != count:
+        raise errors.RetrievalIndexError(f"{len(passages)} passages for {count} embeddings")
+    if ids is not None and metadata is not None:
+        if len(ids) != count:
+            raise errors.RetrievalIndexError(f"{len(ids)} ids for {count} embeddings")
+        for row, pid in enumerate(ids):
+            if str(pid) != passages[row]["id"]:
+                raise errors.RetrievalIndexError(
+                    f"row {row}: id {pid!r} but the metadata says {passages[row]['id']!r}"
+                )
+    return passages
+
+
+def _file_of(array: np.ndarray) -> pathlib.Path | None:
+    """The file behind a memmap (or a view of one), else None."""
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base if isinstance(base.base, np.ndarray) else None
+    filename = getattr(base, "filename", None)
+    return pathlib.Path(filename).resolve() if filename else None
+
+
+def _build_scann(embeddings: np.ndarray, params: Mapping[str, Any]) -> Any:
+    from scann.scann_ops.py import scann_ops_pybind
+
+    k = 10
+    builder = scann_ops_pybind.builder(embeddings, k, "dot_product")
+    if params["brute_force"]:
+        return builder.score_brute_force().build()
+    return (
+        builder.tree(
+            num_leaves=params["num_leaves"],
+            num_leaves_to_search=params["leaves_to_search"],
+            training_sample_size=params["training_sample_size"],
+        )
+        .score_ah(
+            params["dims_per_block"],
+            anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"],
+        )
+        .reorder(params["reorder_k"])
+        .build()
+    )
+
+
+def _save_scann(searcher: Any, directory: pathlib.Path) -> dict[str, dict[str, Any]]:
+    """Serialises into a temp dir with relative asset paths, then swaps it in as `scann/`."""
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=directory, prefix=".scann."))
+    try:
+        searcher.serialize(os.fspath(tmp), relative_path=True)
+        records = {f"{SCANN_DIR}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())}
+        final = directory / SCANN_DIR
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return records
+
+
+def _load_scann(directory: pathlib.Path) -> Any:
+    if (directory / "scann_docids.pkl").exists():
+        raise errors.RetrievalIndexError(
+            f"{directory}: contains scann_docids.pkl; vertjax never unpickles index files"
+        )
+    from scann.scann_ops.py import scann_ops_pybind
+
+    try:
+        return scann_ops_pybind.load_searcher(os.fspath(directory), assets_backcompat_shim=False)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise errors.RetrievalIndexError(
+            f"{directory}: cannot load the ScaNN searcher ({e})"
+        ) from None
