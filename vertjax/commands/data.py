@@ -1,0 +1,62 @@
+"""`vertjax data`: list the data packs, build one into passage JSONL splits, report on a build."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "data packs: list, build PACK --out DIR, report DIR"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="<action>", required=True)
+    sub.add_parser("list", help="list the available packs")
+
+    build = sub.add_parser("build", help="build a pack into train/validation/test JSONL + manifest")
+    build.add_argument("pack", help="pack name (see `vertjax data list`) or tfds:NAME")
+    build.add_argument("--out", required=True, help="output folder (replaced if it holds a pack)")
+    build.add_argument("--max-tokens", type=int, default=256, help="max tokens per passage")
+    build.add_argument("--overlap", type=int, default=32, help="tokens shared by consecutive chunks")
+    build.add_argument("--min-tokens", type=int, default=8, help="drop shorter passages")
+    build.add_argument("--dedup-threshold", type=float, default=0.8,
+                       help="estimated Jaccard similarity that marks a near duplicate")
+    build.add_argument("--validation-fraction", type=float, default=0.05)
+    build.add_argument("--test-fraction", type=float, default=0.05)
+    build.add_argument("--source", help="folder to read: required by `folder`; an unpacked Debian "
+                       "package root for apt packs; texts folder for general-shakespeare; data_dir "
+                       "for tfds")
+    build.add_argument("--strict", action="store_true",
+                       help="fail on a non-UTF-8 file instead of skipping it with a warning")
+    build.add_argument("--cache", help="download cache (default $VERTJAX_CACHE or ~/.cache/vertjax)")
+    build.add_argument("--max-documents", type=int, help="read at most this many documents")
+    build.add_argument("--tfds-split", default="train", help="tfds split to read")
+    build.add_argument("--tfds-text-key", default="text", help="tfds feature holding the text")
+
+    report = sub.add_parser("report", help="verify a built pack and write its corpus report")
+    report.add_argument("dir", help="a folder written by `vertjax data build`")
+    report.add_argument("--out", help="where the report goes (default: DIR)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vertjax.data import packs
+
+    if args.data_command == "list":
+        for row in packs.list_packs():
+            print(f"{row['name']:<22} {row['kind']:<9} {row['license']:<20} {row['description']}")
+        return 0
+    if args.data_command == "build":
+        manifest = packs.build_pack(
+            args.pack, args.out, max_tokens=args.max_tokens, overlap=args.overlap,
+            min_tokens=args.min_tokens, dedup_threshold=args.dedup_threshold,
+            validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
+            source=args.source, strict=args.strict, cache=args.cache,
+            max_documents=args.max_documents,
+            options={"split": args.tfds_split, "text_key": args.tfds_text_key},
+        )
+        print(f"built {args.pack} into {args.out}: {json.dumps(manifest['counts'])}")
+        return 0
+    from vertjax.eval import corpus_report
+
+    report = corpus_report.corpus_report(args.dir, out_dir=args.out)
+    print(corpus_report.format_report(report))
+    return 0
