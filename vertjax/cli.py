@@ -13,11 +13,9 @@ import importlib
 import logging
 import os
 import sys
-
-from vertjax import gin_utils
 from collections.abc import Sequence
 
-from vertjax import errors
+from vertjax import errors, gin_utils
 
 # (command name, module). Order is the order `vertjax --help` lists them.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -39,52 +37,52 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 
 
 def _available_commands() -> list[tuple[str, object]]:
-  """Imports the command modules that exist (later issues add more)."""
-  found = []
-  for name, module_name in COMMANDS:
-    try:
-      module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-      if e.name == module_name:
-        continue
-      raise
-    found.append((name, module))
-  return found
+    """Imports the command modules that exist (later issues add more)."""
+    found = []
+    for name, module_name in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:
+                continue
+            raise
+        found.append((name, module))
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog="vertjax",
-      description="T5X-style JAX/Flax recipes for trustworthy vertical-domain language models.",
-  )
-  parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-  sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-  for name, module in _available_commands():
-    command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
-    module.add_arguments(command_parser)
-    command_parser.set_defaults(_run=module.run)
-  return parser
+    parser = argparse.ArgumentParser(
+        prog="vertjax",
+        description="T5X-style JAX/Flax recipes for trustworthy vertical-domain language models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name, module in _available_commands():
+        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Parses argv, runs the command and maps `VertjaxError` to one line on stderr and exit 2."""
-  argv = list(sys.argv[1:] if argv is None else argv)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  parser = build_parser()
-  args = parser.parse_args(gin_utils.normalize_argv(argv))
-  logging.basicConfig(
-      level=logging.INFO if args.verbose else logging.WARNING,
-      format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-  )
-  try:
-    return int(args._run(args) or 0)
-  except errors.VertjaxError as e:
-    print(f"vertjax {args.command}: error: {e}", file=sys.stderr)
-    return e.exit_code
-  except KeyboardInterrupt:
-    print(f"vertjax {args.command}: interrupted", file=sys.stderr)
-    return 130
+    """Parses argv, runs the command and maps `VertjaxError` to one line on stderr and exit 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(gin_utils.normalize_argv(argv))
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._run(args) or 0)
+    except errors.VertjaxError as e:
+        print(f"vertjax {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"vertjax {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+    sys.exit(main())

@@ -21,63 +21,72 @@ BUILTIN_GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin_configs"
 
 
 class _GinBindingAction(argparse.Action):
-  """Collects `--gin.NAME=VALUE` (rewritten to `--gin NAME=VALUE` by `normalize_argv`)."""
+    """Collects `--gin.NAME=VALUE` (rewritten to `--gin NAME=VALUE` by `normalize_argv`)."""
 
-  def __call__(self, parser, namespace, values, option_string=None):
-    getattr(namespace, self.dest).append(values)
+    def __call__(self, parser, namespace, values, option_string=None):
+        getattr(namespace, self.dest).append(values)
 
 
 def add_gin_flags(parser: argparse.ArgumentParser) -> None:
-  """Adds the T5X gin flags to a command's parser."""
-  parser.add_argument(
-      "--gin_file", action="append", default=[], metavar="FILE",
-      help="gin file to parse; repeatable, later files override earlier ones",
-  )
-  parser.add_argument(
-      "--gin_search_paths", default="", metavar="DIRS",
-      help="comma-separated directories searched for gin files and includes",
-  )
-  parser.add_argument(
-      "--gin", dest="gin_bindings", action=_GinBindingAction, default=[], metavar="NAME=VALUE",
-      help="a gin binding, written T5X-style as --gin.NAME=VALUE; repeatable",
-  )
+    """Adds the T5X gin flags to a command's parser."""
+    parser.add_argument(
+        "--gin_file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="gin file to parse; repeatable, later files override earlier ones",
+    )
+    parser.add_argument(
+        "--gin_search_paths",
+        default="",
+        metavar="DIRS",
+        help="comma-separated directories searched for gin files and includes",
+    )
+    parser.add_argument(
+        "--gin",
+        dest="gin_bindings",
+        action=_GinBindingAction,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a gin binding, written T5X-style as --gin.NAME=VALUE; repeatable",
+    )
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
-  """Rewrites `--gin.NAME=VALUE` into `--gin NAME=VALUE` so argparse can collect it."""
-  out = []
-  for arg in argv:
-    if arg.startswith("--gin.") and "=" in arg:
-      out.extend(["--gin", arg[len("--gin."):]])
-    else:
-      out.append(arg)
-  return out
+    """Rewrites `--gin.NAME=VALUE` into `--gin NAME=VALUE` so argparse can collect it."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--gin.") and "=" in arg:
+            out.extend(["--gin", arg[len("--gin.") :]])
+        else:
+            out.append(arg)
+    return out
 
 
 def _as_gin_literal(value: str) -> str:
-  """Returns VALUE unchanged if it is a gin literal or reference, else quoted as a string.
+    """Returns VALUE unchanged if it is a gin literal or reference, else quoted as a string.
 
-  T5X needs `--gin.MODEL_DIR=\\"'/tmp/x'\\"`; accepting `--gin.MODEL_DIR=/tmp/x` too saves users a
-  quoting puzzle, and anything that already parses (numbers, lists, quoted strings) is untouched.
-  """
-  stripped = value.strip()
-  if stripped.startswith(("@", "%")) or stripped in ("None", "True", "False"):
-    return stripped
-  try:
-    ast.literal_eval(stripped)
-    return stripped
-  except (ValueError, SyntaxError):
-    return repr(stripped)
+    T5X needs `--gin.MODEL_DIR=\\"'/tmp/x'\\"`; accepting `--gin.MODEL_DIR=/tmp/x` too saves users a
+    quoting puzzle, and anything that already parses (numbers, lists, quoted strings) is untouched.
+    """
+    stripped = value.strip()
+    if stripped.startswith(("@", "%")) or stripped in ("None", "True", "False"):
+        return stripped
+    try:
+        ast.literal_eval(stripped)
+        return stripped
+    except (ValueError, SyntaxError):
+        return repr(stripped)
 
 
 def binding_strings(bindings: Iterable[str]) -> list[str]:
-  out = []
-  for binding in bindings:
-    if "=" not in binding:
-      raise errors.ConfigError(f"gin binding {binding!r} is not of the form NAME=VALUE")
-    name, value = binding.split("=", 1)
-    out.append(f"{name.strip()} = {_as_gin_literal(value)}")
-  return out
+    out = []
+    for binding in bindings:
+        if "=" not in binding:
+            raise errors.ConfigError(f"gin binding {binding!r} is not of the form NAME=VALUE")
+        name, value = binding.split("=", 1)
+        out.append(f"{name.strip()} = {_as_gin_literal(value)}")
+    return out
 
 
 def parse_gin(
@@ -87,49 +96,50 @@ def parse_gin(
     gin_search_paths: Sequence[str] = (),
     finalize: bool = True,
 ) -> None:
-  """Parses gin files and bindings; every failure becomes one `ConfigError` naming the culprit."""
-  gin.clear_config()
-  search = [p for p in gin_search_paths if p] + [os.getcwd(), str(BUILTIN_GIN_DIR)]
-  for path in search:
-    gin.add_config_file_search_path(path)
-  resolved = []
-  for gin_file in gin_files:
-    candidates = [pathlib.Path(gin_file)] + [pathlib.Path(p) / gin_file for p in search]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-      raise errors.ConfigError(
-          f"gin file {gin_file!r} not found (searched: {', '.join(search)})")
-    resolved.append(str(found))
-  bindings = binding_strings(gin_bindings)
-  try:
-    gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
-  except (ValueError, KeyError, SyntaxError, IOError) as e:
-    raise errors.ConfigError(_gin_message(e)) from None
-  if finalize:
-    gin.finalize()
+    """Parses gin files and bindings; every failure becomes one `ConfigError` naming the culprit."""
+    gin.clear_config()
+    search = [p for p in gin_search_paths if p] + [os.getcwd(), str(BUILTIN_GIN_DIR)]
+    for path in search:
+        gin.add_config_file_search_path(path)
+    resolved = []
+    for gin_file in gin_files:
+        candidates = [pathlib.Path(gin_file)] + [pathlib.Path(p) / gin_file for p in search]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise errors.ConfigError(
+                f"gin file {gin_file!r} not found (searched: {', '.join(search)})"
+            )
+        resolved.append(str(found))
+    bindings = binding_strings(gin_bindings)
+    try:
+        gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
+    except (OSError, ValueError, KeyError, SyntaxError) as e:
+        raise errors.ConfigError(_gin_message(e)) from None
+    if finalize:
+        gin.finalize()
 
 
 def _gin_message(e: Exception) -> str:
-  message = str(e).strip().splitlines()
-  text = " ".join(line.strip() for line in message if line.strip())
-  return f"gin: {text}"
+    message = str(e).strip().splitlines()
+    text = " ".join(line.strip() for line in message if line.strip())
+    return f"gin: {text}"
 
 
 def parse_from_args(args: argparse.Namespace, *, finalize: bool = True) -> None:
-  """Parses the gin flags that `add_gin_flags` declared."""
-  parse_gin(
-      gin_files=args.gin_file,
-      gin_bindings=args.gin_bindings,
-      gin_search_paths=[p for p in args.gin_search_paths.split(",") if p],
-      finalize=finalize,
-  )
+    """Parses the gin flags that `add_gin_flags` declared."""
+    parse_gin(
+        gin_files=args.gin_file,
+        gin_bindings=args.gin_bindings,
+        gin_search_paths=[p for p in args.gin_search_paths.split(",") if p],
+        finalize=finalize,
+    )
 
 
 def write_operative_config(model_dir: str | os.PathLike) -> pathlib.Path:
-  """Writes the operative gin config (what the run actually used) to MODEL_DIR/config.gin."""
-  path = pathlib.Path(model_dir) / "config.gin"
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".gin.tmp")
-  tmp.write_text(gin.operative_config_str(), encoding="utf-8")
-  tmp.replace(path)
-  return path
+    """Writes the operative gin config (what the run actually used) to MODEL_DIR/config.gin."""
+    path = pathlib.Path(model_dir) / "config.gin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".gin.tmp")
+    tmp.write_text(gin.operative_config_str(), encoding="utf-8")
+    tmp.replace(path)
+    return path

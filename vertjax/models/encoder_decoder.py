@@ -47,8 +47,17 @@ def abstract_variables(config: t5.T5Config) -> Any:
     )
 
 
+def _unbox(tree: Any) -> Any:
+    """Strips the logical-axis boxes (shardings come from `logical_param_axes`, not from here)."""
+    return jax.tree.map(
+        lambda x: x.unbox(apply_constraint=False) if isinstance(x, nn.meta.AxisMetadata) else x,
+        tree,
+        is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata),
+    )
+
+
 def abstract_params(config: t5.T5Config) -> Any:
-    return nn.meta.unbox(abstract_variables(config)["params"])
+    return _unbox(abstract_variables(config)["params"])
 
 
 def logical_param_axes(config: t5.T5Config) -> Any:
@@ -79,7 +88,7 @@ class EncoderDecoderModel:
 
     def init_params(self, rng: Array) -> Any:
         variables = self.module.init(rng, **_dummy_batch(), enable_dropout=False)
-        return nn.meta.unbox(variables["params"])
+        return _unbox(variables["params"])
 
     def logits(self, params: Any, batch: Batch, *, dropout_rng: Array | None = None) -> Array:
         inputs = {k: batch[k] for k in MODEL_FEATURES if k in batch}

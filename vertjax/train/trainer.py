@@ -1,0 +1,337 @@
+"""The training loop: jitted, sharded train/eval steps, metrics, NaN guard, checkpoints, resume.
+
+`train(...)` is what `vertjax train --gin_file=...` runs (T5X's `train.train`). Re-running the same
+command with the same `MODEL_DIR` resumes from the latest complete checkpoint, including the data
+position, so a resumed run sees exactly the batches (and dropout keys) it would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vertjax import errors
+from vertjax.models import encoder_decoder
+from vertjax.train import checkpoints, metrics_writer, partitioning
+
+Batch = Mapping[str, np.ndarray]
+
+
+class DataSource(Protocol):
+    """Anything that yields numpy batches deterministically from a given batch position."""
+
+    def iterator(self, *, start_batch: int, shard_id: int, num_shards: int) -> Iterator[Batch]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    step: int
+    losses: dict[int, float]
+    model_dir: str
+
+
+@dataclasses.dataclass
+class _Steps:
+    """The compiled step functions and the shardings they were compiled for."""
+
+    train: Callable
+    eval: Callable
+    param_shardings: Any
+    opt_shardings: Any
+
+
+def _build_steps(
+    *,
+    model: encoder_decoder.EncoderDecoderModel,
+    optimizer: optax.GradientTransformation,
+    mesh: jax.sharding.Mesh,
+    rules: partitioning.LogicalRules,
+    dropout_seed: int,
+) -> _Steps:
+    abstract_params = encoder_decoder.abstract_params(model.config)
+    logical_axes = encoder_decoder.logical_param_axes(model.config)
+    param_shardings = partitioning.logical_to_shardings(logical_axes, mesh, rules)
+    abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
+    opt_shardings = partitioning.opt_state_shardings(
+        abstract_opt, abstract_params, param_shardings, mesh
+    )
+    batch_sharding = partitioning.batch_sharding(mesh)
+    replicated = partitioning.replicated(mesh)
+    use_dropout = model.config.dropout_rate > 0
+
+    def train_step(params, opt_state, batch, step):
+        rng = jax.random.fold_in(jax.random.key(dropout_seed), step) if use_dropout else None
+        grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
+        (loss, metrics), grads = grad_fn(params, batch, dropout_rng=rng)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        return params, opt_state, metrics
+
+    def eval_step(params, batch):
+        _, metrics = model.loss_fn(params, batch)
+        return metrics
+
+    train = jax.jit(
+        train_step,
+        in_shardings=(param_shardings, opt_shardings, batch_sharding, replicated),
+        out_shardings=(param_shardings, opt_shardings, replicated),
+        donate_argnums=(0, 1),
+    )
+    evaluate = jax.jit(
+        eval_step, in_shardings=(param_shardings, batch_sharding), out_shardings=replicated
+    )
+    return _Steps(train, evaluate, param_shardings, opt_shardings)
+
+
+def _abstract_with_shardings(tree: Any, shardings: Any) -> Any:
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+    )
+
+
+def train(
+    *,
+    model_dir: str,
+    model: encoder_decoder.EncoderDecoderModel,
+    train_data: DataSource,
+    optimizer: optax.GradientTransformation,
+    learning_rate_fn: Callable[[int], Any] | None = None,
+    total_steps: int,
+    eval_data: DataSource | None = None,
+    eval_period: int = 0,
+    eval_batches: int = 10,
+    checkpoint_period: int = 100,
+    keep_checkpoints: int | None = 3,
+    async_checkpointing: bool = False,
+    mesh_shape: Sequence[int] = (-1, 1),
+    parameter_partitioning_dims: int = 1,
+    seed: int = 0,
+    initial_checkpoint_path: str | None = None,
+    log_period: int = 1,
+    progress: bool = True,
+) -> TrainResult:
+    """Trains `model` to `total_steps`, resuming from `model_dir` if it holds checkpoints.
+
+    Args:
+      model_dir: run directory (checkpoints, config.gin, metrics.jsonl, TensorBoard events).
+      train_data / eval_data: deterministic batch sources (`vertjax.data.pipeline.DatasetConfig`).
+      optimizer / learning_rate_fn: optax transformation and the schedule it uses (for logging).
+      initial_checkpoint_path: params to start from (continued pretraining, fine-tuning) when
+        `model_dir` has no checkpoint yet; the optimizer state starts fresh.
+      mesh_shape: `(data, model)`; `-1` takes the remaining devices.
+    """
+    if not model_dir:
+        raise errors.ConfigError("MODEL_DIR is not set (pass --gin.MODEL_DIR=...)")
+    model_dir = os.path.abspath(model_dir)
+    pathlib.Path(model_dir).mkdir(parents=True, exist_ok=True)
+    mesh = partitioning.create_mesh(mesh_shape)
+    rules = partitioning.standard_logical_axis_rules(
+        parameter_partitioning_dims=parameter_partitioning_dims
+    )
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        steps = _build_steps(
+            model=model, optimizer=optimizer, mesh=mesh, rules=rules, dropout_seed=seed + 1
+        )
+        manager = checkpoints.CheckpointManager(
+            model_dir, max_to_keep=keep_checkpoints, async_save=async_checkpointing
+        )
+        try:
+            return _run(
+                model_dir=model_dir,
+                model=model,
+                steps=steps,
+                manager=manager,
+                mesh=mesh,
+                optimizer=optimizer,
+                learning_rate_fn=learning_rate_fn,
+                train_data=train_data,
+                eval_data=eval_data,
+                eval_period=eval_period,
+                eval_batches=eval_batches,
+                total_steps=total_steps,
+                checkpoint_period=checkpoint_period,
+                seed=seed,
+                initial_checkpoint_path=initial_checkpoint_path,
+                log_period=log_period,
+                progress=progress,
+            )
+        finally:
+            manager.wait_until_finished()
+            manager.close()
+
+
+def _initial_state(*, model, steps, manager, optimizer, seed, initial_checkpoint_path, model_dir):
+    """(params, opt_state, start_step, data_state): resumed, warm-started or fresh."""
+    abstract_params = _abstract_with_shardings(
+        encoder_decoder.abstract_params(model.config), steps.param_shardings
+    )
+    abstract_opt = _abstract_with_shardings(
+        jax.eval_shape(optimizer.init, encoder_decoder.abstract_params(model.config)),
+        steps.opt_shardings,
+    )
+    latest = manager.latest_step()
+    if latest is not None:
+        logging.info("resuming %s from step %d", model_dir, latest)
+        params, opt_state, data_state = manager.restore(
+            latest, abstract_params=abstract_params, abstract_opt_state=abstract_opt
+        )
+        return params, opt_state, latest, data_state
+    if initial_checkpoint_path:
+        config, params = checkpoints.load_params(
+            initial_checkpoint_path, abstract_params=abstract_params
+        )
+        if config != model.config:
+            raise errors.CheckpointError(
+                f"{initial_checkpoint_path}: model config {config} does not match the gin model "
+                f"{model.config}"
+            )
+    else:
+        init = jax.jit(model.init_params, out_shardings=steps.param_shardings)
+        params = init(jax.random.key(seed))
+    opt_state = jax.jit(optimizer.init, out_shardings=steps.opt_shardings)(params)
+    return params, opt_state, 0, {}
+
+
+def _run(
+    *,
+    model_dir,
+    model,
+    steps,
+    manager,
+    mesh,
+    optimizer,
+    learning_rate_fn,
+    train_data,
+    eval_data,
+    eval_period,
+    eval_batches,
+    total_steps,
+    checkpoint_period,
+    seed,
+    initial_checkpoint_path,
+    log_period,
+    progress,
+) -> TrainResult:
+    from tqdm import tqdm
+
+    params, opt_state, step, data_state = _initial_state(
+        model=model,
+        steps=steps,
+        manager=manager,
+        optimizer=optimizer,
+        seed=seed,
+        initial_checkpoint_path=initial_checkpoint_path,
+        model_dir=model_dir,
+    )
+    checkpoints.save_model_config(model_dir, model.config)
+    batches_consumed = int(data_state.get("batches_consumed", step))
+    batches = train_data.iterator(
+        start_batch=batches_consumed,
+        shard_id=jax.process_index(),
+        num_shards=jax.process_count(),
+    )
+    writer = metrics_writer.MetricsWriter(model_dir, resume_step=step)
+    losses: dict[int, float] = {}
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        desc="train",
+        unit="step",
+        disable=not progress or jax.process_index() != 0,
+    )
+    try:
+        while step < total_steps:
+            try:
+                local_batch = next(batches)
+            except StopIteration:
+                raise errors.TrainingError(
+                    f"training data ran out at step {step}; use num_epochs=None or fewer steps"
+                ) from None
+            batch = partitioning.global_batch(dict(local_batch), mesh)
+            start = time.perf_counter()
+            params, opt_state, metrics = steps.train(params, opt_state, batch, np.int32(step))
+            metrics = jax.device_get(metrics)
+            step_time = time.perf_counter() - start
+            step += 1
+            batches_consumed += 1
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                raise errors.TrainingError(
+                    f"loss is {loss} at step {step}; the last checkpoint is step "
+                    f"{manager.latest_step()} (lower the learning rate or check the data)"
+                )
+            losses[step] = loss
+            if step % log_period == 0 or step == total_steps:
+                writer.write(step, _train_summary(metrics, step_time, step, learning_rate_fn))
+            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1)
+            if eval_data is not None and eval_period and step % eval_period == 0:
+                writer.write(step, evaluate(steps.eval, params, eval_data, eval_batches, mesh))
+            if step % checkpoint_period == 0 or step == total_steps:
+                manager.save(
+                    step,
+                    params=params,
+                    opt_state=opt_state,
+                    data_state={"batches_consumed": batches_consumed},
+                )
+    finally:
+        bar.close()
+        writer.close()
+    return TrainResult(step=step, losses=losses, model_dir=model_dir)
+
+
+def _train_summary(
+    metrics: Mapping[str, Any], step_time: float, step: int, learning_rate_fn
+) -> dict[str, float]:
+    tokens = float(metrics["num_tokens"])
+    summary = {
+        "train/loss": float(metrics["loss"]),
+        "train/z_loss": float(metrics["z_loss_sum"]) / max(tokens, 1.0),
+        "train/accuracy": float(metrics["correct_sum"]) / max(tokens, 1.0),
+        "train/grad_norm": float(metrics["grad_norm"]),
+        "train/target_tokens": tokens,
+        "timing/step_seconds": step_time,
+        "timing/target_tokens_per_second": tokens / max(step_time, 1e-9),
+    }
+    if learning_rate_fn is not None:
+        summary["train/learning_rate"] = float(learning_rate_fn(jnp.asarray(step - 1)))
+    return summary
+
+
+def evaluate(
+    eval_step: Callable, params: Any, data: DataSource, num_batches: int | None, mesh
+) -> dict[str, float]:
+    """Loss, token accuracy and perplexity = exp(mean NLL per non-padding target token)."""
+    totals: dict[str, float] = {}
+    iterator = data.iterator(
+        start_batch=0, shard_id=jax.process_index(), num_shards=jax.process_count()
+    )
+    for i, local_batch in enumerate(iterator):
+        if num_batches is not None and i >= num_batches:
+            break
+        metrics = jax.device_get(
+            eval_step(params, partitioning.global_batch(dict(local_batch), mesh))
+        )
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    tokens = max(totals.get("num_tokens", 0.0), 1.0)
+    nll = totals.get("nll_sum", 0.0) / tokens
+    return {
+        "eval/loss": nll,
+        "eval/accuracy": totals.get("correct_sum", 0.0) / tokens,
+        "eval/perplexity": float(math.exp(min(nll, 700.0))),
+        "eval/target_tokens": totals.get("num_tokens", 0.0),
+    }
