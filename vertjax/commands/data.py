@@ -16,18 +16,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("pack", help="pack name (see `vertjax data list`) or tfds:NAME")
     build.add_argument("--out", required=True, help="output folder (replaced if it holds a pack)")
     build.add_argument("--max-tokens", type=int, default=256, help="max tokens per passage")
-    build.add_argument("--overlap", type=int, default=32, help="tokens shared by consecutive chunks")
+    build.add_argument(
+        "--overlap", type=int, default=32, help="tokens shared by consecutive chunks"
+    )
     build.add_argument("--min-tokens", type=int, default=8, help="drop shorter passages")
-    build.add_argument("--dedup-threshold", type=float, default=0.8,
-                       help="estimated Jaccard similarity that marks a near duplicate")
+    build.add_argument(
+        "--dedup-threshold",
+        type=float,
+        default=0.8,
+        help="estimated Jaccard similarity that marks a near duplicate",
+    )
     build.add_argument("--validation-fraction", type=float, default=0.05)
     build.add_argument("--test-fraction", type=float, default=0.05)
-    build.add_argument("--source", help="folder to read: required by `folder`; an unpacked Debian "
-                       "package root for apt packs; texts folder for general-shakespeare; data_dir "
-                       "for tfds")
-    build.add_argument("--strict", action="store_true",
-                       help="fail on a non-UTF-8 file instead of skipping it with a warning")
-    build.add_argument("--cache", help="download cache (default $VERTJAX_CACHE or ~/.cache/vertjax)")
+    build.add_argument(
+        "--source",
+        help="folder to read: required by `folder`; an unpacked Debian "
+        "package root for apt packs; texts folder for general-shakespeare; data_dir "
+        "for tfds",
+    )
+    build.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on a non-UTF-8 file instead of skipping it with a warning",
+    )
+    build.add_argument(
+        "--cache", help="download cache (default $VERTJAX_CACHE or ~/.cache/vertjax)"
+    )
     build.add_argument("--max-documents", type=int, help="read at most this many documents")
     build.add_argument("--tfds-split", default="train", help="tfds split to read")
     build.add_argument("--tfds-text-key", default="text", help="tfds feature holding the text")
@@ -46,10 +60,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.data_command == "build":
         manifest = packs.build_pack(
-            args.pack, args.out, max_tokens=args.max_tokens, overlap=args.overlap,
-            min_tokens=args.min_tokens, dedup_threshold=args.dedup_threshold,
-            validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
-            source=args.source, strict=args.strict, cache=args.cache,
+            args.pack,
+            args.out,
+            max_tokens=args.max_tokens,
+            overlap=args.overlap,
+            min_tokens=args.min_tokens,
+            dedup_threshold=args.dedup_threshold,
+            validation_fraction=args.validation_fraction,
+            test_fraction=args.test_fraction,
+            source=args.source,
+            strict=args.strict,
+            cache=args.cache,
             max_documents=args.max_documents,
             options={"split": args.tfds_split, "text_key": args.tfds_text_key},
         )

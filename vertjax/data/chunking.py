@@ -123,8 +123,14 @@ def chunk_document(document: dict[str, str], *, config: ChunkingConfig) -> list[
             title = f"{title} > {heading}" if title else heading
         for text in chunk_paragraphs(paragraphs, config=config):
             if count_tokens(text) >= config.min_tokens:
-                passages.append({"id": passage_id(document["doc_id"], index),
-                                 "doc_id": document["doc_id"], "title": title, "text": text})
+                passages.append(
+                    {
+                        "id": passage_id(document["doc_id"], index),
+                        "doc_id": document["doc_id"],
+                        "title": title,
+                        "text": text,
+                    }
+                )
             index += 1
     return passages
 
@@ -144,8 +150,9 @@ class NearDuplicateFilter:
     Jaccard similarity reaching `threshold`. Deterministic: fixed hash seeds, first seen wins.
     """
 
-    def __init__(self, *, threshold: float = 0.8, shingle: int = 5, num_perm: int = 64,
-                 bands: int = 16):
+    def __init__(
+        self, *, threshold: float = 0.8, shingle: int = 5, num_perm: int = 64, bands: int = 16
+    ):
         if num_perm % bands:
             raise errors.ConfigError(f"num_perm ({num_perm}) must be a multiple of bands ({bands})")
         self.threshold = threshold
@@ -193,7 +200,9 @@ class NearDuplicateFilter:
         return False
 
 
-def dedupe(passages: Iterable[dict[str, str]], *, threshold: float = 0.8) -> Iterator[dict[str, str]]:
+def dedupe(
+    passages: Iterable[dict[str, str]], *, threshold: float = 0.8
+) -> Iterator[dict[str, str]]:
     """Yields passages whose text is not a near-duplicate of an earlier one."""
     seen = NearDuplicateFilter(threshold=threshold)
     for passage in passages:
@@ -204,6 +213,7 @@ def dedupe(passages: Iterable[dict[str, str]], *, threshold: float = 0.8) -> Ite
 # ----------------------------------------------------------------------------------------------
 # Splits
 # ----------------------------------------------------------------------------------------------
+
 
 def split_of(doc_id: str, *, validation_fraction: float, test_fraction: float) -> str:
     """Which split a document belongs to, from a hash of its id: all its passages go together."""

