@@ -10,7 +10,8 @@ import argparse
 import ast
 import os
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import gin
 
@@ -94,7 +95,7 @@ def parse_gin(
     gin_files: Sequence[str],
     gin_bindings: Sequence[str] = (),
     gin_search_paths: Sequence[str] = (),
-    finalize: bool = True,
+    finalize: bool = False,
 ) -> None:
     """Parses gin files and bindings; every failure becomes one `ConfigError` naming the culprit."""
     gin.clear_config()
@@ -125,7 +126,7 @@ def _gin_message(e: Exception) -> str:
     return f"gin: {text}"
 
 
-def parse_from_args(args: argparse.Namespace, *, finalize: bool = True) -> None:
+def parse_from_args(args: argparse.Namespace, *, finalize: bool = False) -> None:
     """Parses the gin flags that `add_gin_flags` declared."""
     parse_gin(
         gin_files=args.gin_file,
@@ -143,3 +144,29 @@ def write_operative_config(model_dir: str | os.PathLike) -> pathlib.Path:
     tmp.write_text(gin.operative_config_str(), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def query_macro(name: str) -> Any:
+    """The value of gin macro NAME; `ConfigError` if it is unset or still `%gin.REQUIRED`."""
+    try:
+        value = gin.query_parameter(f"{name}/macro.value")
+    except ValueError:
+        raise errors.ConfigError(
+            f"gin macro {name} is not defined (pass --gin.{name}=...)"
+        ) from None
+    if isinstance(value, gin.config.ConfigurableReference) and str(value) == "%gin.REQUIRED":
+        raise errors.ConfigError(f"{name} is required: pass --gin.{name}=...")
+    return value
+
+
+def call_configurable(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """Calls a gin configurable, turning gin's missing-binding errors into `ConfigError`."""
+    try:
+        return fn(**kwargs)
+    except errors.VertjaxError as e:
+        raise type(e)(str(e).splitlines()[0]) from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        text = str(e)
+        if "REQUIRED" in text or "Required" in text or "gin" in text.lower():
+            raise errors.ConfigError(_gin_message(e)) from None
+        raise

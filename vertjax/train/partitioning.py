@@ -134,13 +134,15 @@ def initialize_distributed(
     num_processes: int | None = None,
     process_id: int | None = None,
     local_device_ids: Sequence[int] | None = None,
+    auto: bool = False,
 ) -> None:
     """`jax.distributed.initialize` for multi-host runs; a no-op for a single process.
 
     On TPU pods and SLURM/Open MPI clusters JAX discovers everything itself: call with no
-    arguments. Elsewhere (plain GPU hosts, tests) give all three of address, count and id.
+    arguments and `auto=True`. Elsewhere (plain GPU hosts, tests) give address, count and id.
     """
-    if num_processes is not None and num_processes <= 1:
+    explicit = coordinator_address is not None or num_processes is not None
+    if not (explicit or auto) or (num_processes is not None and num_processes <= 1):
         return
     if jax.distributed.is_initialized():
         return
