@@ -86,3 +86,45 @@ def test_hybrid_retriever_fuses_each_question():
     assert [h.id for h in weighted.search(["q"], 4)[0]] == ["a", "c", "b", "d"]
     with pytest.raises(ValueError):
         HybridRetriever([bm25], method="borda")
+
+
+def test_hybrid_over_real_bm25_and_dense_indexes(tmp_path):
+    import zlib
+
+    import numpy as np
+
+    from vertjax.eval import retrieval_metrics as rm
+    from vertjax.retrieval.bm25 import BM25Index
+    from vertjax.retrieval.index import DenseIndex, DenseRetriever
+
+    passages = [
+        {
+            "id": "vacuum",
+            "title": "VACUUM",
+            "text": "VACUUM reclaims storage occupied by dead tuples.",
+        },
+        {"id": "wal", "title": "WAL", "text": "Write-ahead logging makes changes durable."},
+        {"id": "index", "title": "Indexes", "text": "A B-tree index speeds up equality lookups."},
+    ]
+
+    def encode(texts: list[str]) -> np.ndarray:
+        """Hashed bag of words: a stand-in for the GTR encoder."""
+        out = np.zeros((len(texts), 64), np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().replace(".", " ").split():
+                out[row, zlib.crc32(word.encode()) % 64] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+
+    texts = [f"{p['title']} {p['text']}" for p in passages]
+    DenseIndex.build(encode(texts), metadata=passages, method="brute").save(tmp_path)
+    dense = DenseRetriever(DenseIndex.load(tmp_path), encode)
+    bm25 = BM25Index.build(passages)
+    hybrid = HybridRetriever([bm25, dense], depth=3)
+    questions = [
+        rm.Question(id="1", question="what reclaims storage", positive_ids=frozenset({"vacuum"})),
+        rm.Question(id="2", question="durable changes", answers=("write-ahead logging",)),
+    ]
+    for retriever in (bm25, dense, hybrid):
+        assert isinstance(retriever, Retriever)
+        results = rm.run_retriever(retriever, questions, depth=3)
+        assert rm.evaluate(questions, results)["recall@1"] == 1.0
