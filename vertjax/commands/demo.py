@@ -1,0 +1,30 @@
+"""`vertjax demo --out runs/demo`: the tiny end-to-end reproduction on embedded data."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+HELP = "run the tiny end-to-end demo on the embedded corpus (resumes if interrupted)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/demo", help="output directory (report.md, runs)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train_steps", type=int, default=300, help="pretraining steps")
+    parser.add_argument(
+        "--domain_rate", type=float, default=0.5, help="domain share of the mixture"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from vertjax import demo
+
+    config = demo.DemoConfig(
+        out=pathlib.Path(args.out),
+        seed=args.seed,
+        train_steps=args.train_steps,
+        domain_rate=args.domain_rate,
+    )
+    demo.run_demo(config)
+    return 0
