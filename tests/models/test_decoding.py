@@ -277,6 +277,7 @@ def test_tile_and_gather_beams():
         {"top_k": -2},
         {"method": "beam", "num_beams": 0},
         {"method": "beam", "alpha": -0.5},
+        {"method": "beam", "num_beams": 17},  # 2 * 17 candidates > 32 tokens
     ],
 )
 def test_bad_settings_raise_config_error(params, inputs, kwargs):

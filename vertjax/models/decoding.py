@@ -418,6 +418,10 @@ def decode_batch(
         raise errors.ConfigError(
             f"beam search needs num_beams >= 1 and alpha >= 0 (got {num_beams}, {alpha})"
         )
+    if method == "beam" and 2 * num_beams > model.config.vocab_size:
+        raise errors.ConfigError(
+            f"num_beams={num_beams} needs a vocabulary of at least {2 * num_beams} tokens"
+        )
     if method == "sample" and temperature == 0:
         method = "greedy"
     tokens, scores = _decode_jit(
