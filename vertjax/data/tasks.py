@@ -29,7 +29,7 @@ from vertjax import errors
 from vertjax.data import preprocessors, vocab
 
 KINDS = ("span_corruption", "prefix_lm", "seq2seq")
-SHUFFLE_BUFFER_SIZE = 10_000
+SHUFFLE_BUFFER_SIZE = 1_000  # seqio's default; the JSONL source also shuffles whole files
 _VALID_NAME = re.compile(r"^[\w.:]+$")
 
 
