@@ -169,9 +169,15 @@ def save_params(model_dir: PathLike, *, config: t5.T5Config, params: Any, step: 
 
 
 def abstract_params_for(config: t5.T5Config) -> Any:
-    """ShapeDtypeStructs of the model's params (single-device) for restoring."""
+    """ShapeDtypeStructs of the model's params on this process's first device, for restoring.
+
+    The explicit sharding lets orbax restore a checkpoint saved on another topology (a pod or a
+    multi-device mesh) into one local process.
+    """
     from vertjax.models import encoder_decoder  # local: avoids a cycle at import time
 
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), encoder_decoder.abstract_params(config)
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+        encoder_decoder.abstract_params(config),
     )
