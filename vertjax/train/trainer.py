@@ -43,7 +43,7 @@ class TrainResult:
 
 
 @dataclasses.dataclass
-class _Steps:
+class Steps:
     """The compiled step functions and the shardings they were compiled for."""
 
     train: Callable
@@ -52,14 +52,14 @@ class _Steps:
     opt_shardings: Any
 
 
-def _build_steps(
+def build_steps(
     *,
     model: encoder_decoder.EncoderDecoderModel,
     optimizer: optax.GradientTransformation,
     mesh: jax.sharding.Mesh,
     rules: partitioning.LogicalRules,
     dropout_seed: int,
-) -> _Steps:
+) -> Steps:
     abstract_params = encoder_decoder.abstract_params(model.config)
     logical_axes = encoder_decoder.logical_param_axes(model.config)
     param_shardings = partitioning.logical_to_shardings(logical_axes, mesh, rules)
@@ -93,7 +93,7 @@ def _build_steps(
     evaluate = jax.jit(
         eval_step, in_shardings=(param_shardings, batch_sharding), out_shardings=replicated
     )
-    return _Steps(train, evaluate, param_shardings, opt_shardings)
+    return Steps(train, evaluate, param_shardings, opt_shardings)
 
 
 def _abstract_with_shardings(tree: Any, shardings: Any) -> Any:
@@ -142,7 +142,7 @@ def train(
         parameter_partitioning_dims=parameter_partitioning_dims
     )
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        steps = _build_steps(
+        steps = build_steps(
             model=model, optimizer=optimizer, mesh=mesh, rules=rules, dropout_seed=seed + 1
         )
         manager = checkpoints.CheckpointManager(
