@@ -85,10 +85,17 @@ def test_packed_batches_have_t5x_features(tmp_path, tiny_vocab):
     assert set(plain) == ENC_DEC_KEYS
 
 
-def test_same_seed_same_batches_other_seed_differs(lm_task):
-    first = _batches(3, mixture_or_task_name=lm_task, batch_size=4, seed=11)
-    again = _batches(3, mixture_or_task_name=lm_task, batch_size=4, seed=11)
-    other = _batches(3, mixture_or_task_name=lm_task, batch_size=4, seed=12)
+def test_same_seed_same_batches_other_seed_differs(lm_task, tiny_corpus_jsonl, tiny_vocab):
+    prefix = f"pipe_plm_{uuid.uuid4().hex[:8]}"
+    tasks.register_jsonl_task(
+        prefix, split_files={"train": str(tiny_corpus_jsonl)}, vocab_path=tiny_vocab,
+        kind="prefix_lm", shuffle_buffer_size=64,
+    )  # fmt: skip
+    mix = f"pipe_mix_{uuid.uuid4().hex[:8]}"
+    tasks.register_mixture(mix, rates={lm_task: 1.0, prefix: 1.0})
+    first = _batches(3, mixture_or_task_name=mix, batch_size=4, seed=11)
+    again = _batches(3, mixture_or_task_name=mix, batch_size=4, seed=11)
+    other = _batches(3, mixture_or_task_name=mix, batch_size=4, seed=12)
     assert _equal(first, again) and not _equal(first, other)
 
 

@@ -72,6 +72,17 @@ def test_bad_registrations(tiny_corpus_jsonl, tiny_vocab, tmp_path):
             tasks.register_mixture(_name("m"), rates={known: rate})
 
 
+def test_bad_records_fail_when_the_dataset_is_built(tmp_path, tiny_vocab):
+    path = _write_pairs(tmp_path / "pairs.jsonl", "ok", n=3)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "x", "inputs": "no targets"}) + "\n")
+    task = tasks.register_jsonl_task(
+        _name("bad"), split_files={"train": str(path)}, vocab_path=tiny_vocab, kind="seq2seq"
+    )
+    with pytest.raises(errors.DataError, match=r"pairs\.jsonl:4: missing key\(s\) targets"):
+        task.get_dataset({"inputs": 8, "targets": 8}, split="train", seed=0)
+
+
 def test_seq2seq_task_tokenizes_and_appends_eos(tmp_path, tiny_vocab):
     name = _name("s2s")
     path = _write_pairs(tmp_path / "pairs.jsonl", "the final answer")
