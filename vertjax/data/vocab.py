@@ -67,7 +67,7 @@ def iter_corpus_sentences(path: PathLike, *, text_key: str = "text") -> Iterator
 
 
 def _counted(sentences: Iterator[str], counts: dict[str, int], path: PathLike) -> Iterator[str]:
-    """Passes sentences through, counting them (and their characters) per input file."""
+    """Passes sentences through, counting them per input file; an empty file is a `DataError`."""
     key = os.fspath(path)
     counts.setdefault(key, 0)
     for sentence in sentences:
@@ -187,6 +187,7 @@ def train_vocab(
 
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / SUMMARY_FILENAME).unlink(missing_ok=True)  # a stale summary must not vouch for new files
     _atomic_write_bytes(out / MODEL_FILENAME, model_bytes)
     io_utils.atomic_write_text(out / VOCAB_FILENAME, _piece_lines(model_bytes))
     summary = {
