@@ -259,6 +259,13 @@ def test_missing_files(v11_dir, tmp_path):
         hf_t5.from_hf(tmp_path / "absent")
 
 
+def test_corrupt_safetensors(v11_dir, tmp_path):
+    path = _copy(v11_dir, tmp_path / "m")
+    (path / hf_t5.WEIGHTS_FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(errors.DataError, match="model.safetensors: cannot read safetensors"):
+        hf_t5.from_hf(path)
+
+
 def test_missing_shard(v11_dir, tmp_path):
     model = transformers.T5ForConditionalGeneration.from_pretrained(v11_dir)
     model.save_pretrained(tmp_path, max_shard_size="20KB")
@@ -276,6 +283,7 @@ def test_missing_shard(v11_dir, tmp_path):
         ({"feed_forward_proj": "gated-tanh"}, "activation 'tanh' not supported"),
         ({"feed_forward_proj": "fancy-gelu"}, "not 'ACT' or 'gated-ACT'"),
         ({"d_model": "16"}, "d_model='16' is not a positive integer"),
+        ({"dropout_rate": "x"}, "dropout_rate='x' is not a non-negative number"),
     ],
 )
 def test_bad_config(v11_dir, tmp_path, changes, match):

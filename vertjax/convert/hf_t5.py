@@ -92,6 +92,14 @@ def _hf_int(hf: Mapping[str, Any], key: str, *, path: pathlib.Path, default: int
     return value
 
 
+def _hf_float(hf: Mapping[str, Any], key: str, *, path: pathlib.Path, default: float) -> float:
+    value = hf.get(key)
+    value = default if value is None else value
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise errors.DataError(f"{key}={value!r} is not a non-negative number", path=path)
+    return float(value)
+
+
 def config_from_hf(hf: Mapping[str, Any], *, path: PathLike = CONFIG_FILE) -> t5.T5Config:
     """Builds the vertjax `T5Config` from a parsed HF T5 `config.json`."""
     path = pathlib.Path(path)
@@ -114,7 +122,7 @@ def config_from_hf(hf: Mapping[str, Any], *, path: PathLike = CONFIG_FILE) -> t5
         head_dim=_hf_int(hf, "d_kv", path=path),
         mlp_dim=_hf_int(hf, "d_ff", path=path),
         mlp_activations=activations,
-        dropout_rate=float(hf.get("dropout_rate", 0.1)),
+        dropout_rate=_hf_float(hf, "dropout_rate", path=path, default=0.1),
         logits_via_embedding=scaled,
         relative_attention_num_buckets=_hf_int(
             hf, "relative_attention_num_buckets", path=path, default=32
@@ -122,7 +130,7 @@ def config_from_hf(hf: Mapping[str, Any], *, path: PathLike = CONFIG_FILE) -> t5
         relative_attention_max_distance=_hf_int(
             hf, "relative_attention_max_distance", path=path, default=128
         ),
-        layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)),
+        layer_norm_epsilon=_hf_float(hf, "layer_norm_epsilon", path=path, default=1e-6),
     )
 
 
@@ -356,7 +364,7 @@ def to_hf(config: t5.T5Config, params: Mapping[str, Any], out_dir: PathLike) -> 
         )
     tensors = {}
     for hf_name, vj_path, transpose in mapping:
-        value = np.asarray(flat[vj_path])
+        value = np.asarray(flat[vj_path], dtype=np.float32)
         tensors[hf_name] = np.ascontiguousarray(value.T if transpose else value)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
