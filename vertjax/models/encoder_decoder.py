@@ -86,6 +86,33 @@ class EncoderDecoderModel:
     def module(self) -> t5.Transformer:
         return t5.Transformer(self.config)
 
+    @property
+    def uses_dropout(self) -> bool:
+        return self.config.dropout_rate > 0
+
+    def abstract_params(self) -> Any:
+        return abstract_params(self.config)
+
+    def logical_param_axes(self) -> Any:
+        return logical_param_axes(self.config)
+
+    def save_config(self, model_dir: str) -> None:
+        from vertjax.train import checkpoints
+
+        checkpoints.save_model_config(model_dir, self.config)
+
+    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
+        """Params of another run or a converted checkpoint; its model config must match."""
+        from vertjax import errors
+        from vertjax.train import checkpoints
+
+        config, params = checkpoints.load_params(path, abstract_params=abstract_params)
+        if config != self.config:
+            raise errors.CheckpointError(
+                f"{path}: model config {config} does not match the configured model {self.config}"
+            )
+        return params
+
     def init_params(self, rng: Array) -> Any:
         variables = self.module.init(rng, **_dummy_batch(), enable_dropout=False)
         return _unbox(variables["params"])

@@ -23,10 +23,30 @@ import numpy as np
 import optax
 
 from vertjax import errors
-from vertjax.models import encoder_decoder
 from vertjax.train import checkpoints, metrics_writer, partitioning
 
 Batch = Mapping[str, np.ndarray]
+
+
+class TrainableModel(Protocol):
+    """What the trainer needs of a model (`EncoderDecoderModel`, `DualEncoderModel`)."""
+
+    def init_params(self, rng: jax.Array) -> Any: ...
+
+    def abstract_params(self) -> Any: ...
+
+    def logical_param_axes(self) -> Any: ...
+
+    def loss_fn(
+        self, params: Any, batch: Batch, *, dropout_rng: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
+
+    @property
+    def uses_dropout(self) -> bool: ...
+
+    def save_config(self, model_dir: str) -> None: ...
+
+    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any: ...
 
 
 class DataSource(Protocol):
@@ -54,14 +74,14 @@ class Steps:
 
 def build_steps(
     *,
-    model: encoder_decoder.EncoderDecoderModel,
+    model: TrainableModel,
     optimizer: optax.GradientTransformation,
     mesh: jax.sharding.Mesh,
     rules: partitioning.LogicalRules,
     dropout_seed: int,
 ) -> Steps:
-    abstract_params = encoder_decoder.abstract_params(model.config)
-    logical_axes = encoder_decoder.logical_param_axes(model.config)
+    abstract_params = model.abstract_params()
+    logical_axes = model.logical_param_axes()
     param_shardings = partitioning.logical_to_shardings(logical_axes, mesh, rules)
     abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
     opt_shardings = partitioning.opt_state_shardings(
@@ -69,7 +89,7 @@ def build_steps(
     )
     batch_sharding = partitioning.batch_sharding(mesh)
     replicated = partitioning.replicated(mesh)
-    use_dropout = model.config.dropout_rate > 0
+    use_dropout = model.uses_dropout
 
     def train_step(params, opt_state, batch, step):
         rng = jax.random.fold_in(jax.random.key(dropout_seed), step) if use_dropout else None
@@ -105,7 +125,7 @@ def _abstract_with_shardings(tree: Any, shardings: Any) -> Any:
 def train(
     *,
     model_dir: str,
-    model: encoder_decoder.EncoderDecoderModel,
+    model: TrainableModel,
     train_data: DataSource,
     optimizer: optax.GradientTransformation,
     learning_rate_fn: Callable[[int], Any] | None = None,
@@ -175,11 +195,9 @@ def train(
 
 def _initial_state(*, model, steps, manager, optimizer, seed, initial_checkpoint_path, model_dir):
     """(params, opt_state, start_step, data_state): resumed, warm-started or fresh."""
-    abstract_params = _abstract_with_shardings(
-        encoder_decoder.abstract_params(model.config), steps.param_shardings
-    )
+    abstract_params = _abstract_with_shardings(model.abstract_params(), steps.param_shardings)
     abstract_opt = _abstract_with_shardings(
-        jax.eval_shape(optimizer.init, encoder_decoder.abstract_params(model.config)),
+        jax.eval_shape(optimizer.init, model.abstract_params()),
         steps.opt_shardings,
     )
     latest = manager.latest_step()
@@ -190,14 +208,7 @@ def _initial_state(*, model, steps, manager, optimizer, seed, initial_checkpoint
         )
         return params, opt_state, latest, data_state
     if initial_checkpoint_path:
-        config, params = checkpoints.load_params(
-            initial_checkpoint_path, abstract_params=abstract_params
-        )
-        if config != model.config:
-            raise errors.CheckpointError(
-                f"{initial_checkpoint_path}: model config {config} does not match the gin model "
-                f"{model.config}"
-            )
+        params = model.load_initial_params(initial_checkpoint_path, abstract_params=abstract_params)
     else:
         init = jax.jit(model.init_params, out_shardings=steps.param_shardings)
         params = init(jax.random.key(seed))
@@ -236,7 +247,7 @@ def _run(
         initial_checkpoint_path=initial_checkpoint_path,
         model_dir=model_dir,
     )
-    checkpoints.save_model_config(model_dir, model.config)
+    model.save_config(model_dir)
     batches_consumed = int(data_state.get("batches_consumed", step))
     batches = train_data.iterator(
         start_batch=batches_consumed,
