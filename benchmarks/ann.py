@@ -28,8 +28,29 @@ from vertjax.retrieval import store
 from vertjax.retrieval.index import DenseIndex, default_scann_params, exact_search
 
 METHODS = ("scann", "hnsw", "ivfpq", "brute")
-FRACTIONS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 1.0)  # of leaves / lists
-EF_SEARCH = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
+# Search-knob sweeps, fine enough that no method is stopped far past the target recall.
+FRACTIONS = (
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.06,
+    0.08,
+    0.1,
+    0.12,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.7,
+    1.0,
+)  # of ScaNN leaves / IVF lists searched
+EF_SEARCH = (10, 12, 16, 20, 24, 28, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 1024)
 
 
 @dataclasses.dataclass
