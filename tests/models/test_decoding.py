@@ -176,6 +176,30 @@ def test_filter_logits_top_k_and_top_p():
     assert int(np.argmax(batched[1])) == 0
 
 
+def _reference_filter(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
+    """Sort-based top-k then top-p for one row (no ties), as the textbook defines them."""
+    order = np.argsort(-logits)
+    keep = order[: top_k or len(order)]
+    probs = np.exp(logits[keep] - logits[keep].max())
+    probs /= probs.sum()
+    mass_before = np.cumsum(probs) - probs
+    keep = keep[mass_before < top_p] if top_p < 1.0 else keep
+    return np.isin(np.arange(len(logits)), keep)
+
+
+@pytest.mark.parametrize("top_k", [0, 1, 5, 17])
+@pytest.mark.parametrize("top_p", [1.0, 0.3, 0.75, 0.95])
+def test_filter_logits_matches_sort_based_reference(top_k, top_p):
+    logits = np.random.RandomState(top_k).normal(scale=3.0, size=(6, 50)).astype(np.float32)
+    logits[1, :10] = -np.inf  # already masked tokens
+    got = np.isfinite(
+        np.asarray(decoding.filter_logits(jnp.asarray(logits), top_k=top_k, top_p=top_p))
+    )
+    expected = np.stack([_reference_filter(row, top_k, top_p) for row in logits])
+    expected &= np.isfinite(logits)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_beam_search_with_one_beam_is_greedy(params, inputs, eos_id, greedy):
     out = decoding.decode_batch(
         MODEL,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -161,18 +162,46 @@ def filter_logits(logits: Array, *, top_k: Array | int = 0, top_p: Array | float
 
     top_k=0 and top_p=1.0 disable the filters (both may be traced). Top-p keeps the smallest set
     of most likely tokens whose probability sums to at least `top_p` (always the most likely
-    one), computed after top-k. Tokens tied with the last kept one are kept too.
+    one), computed on the top-k renormalised distribution. Tokens tied with the last kept one are
+    kept too. Thresholds are found by bisection instead of a sort over the vocabulary (a sort of
+    32k logits per step costs ~80 ms on CPU; 2 x 32 masked reductions cost ~2 ms).
     """
-    vocab = logits.shape[-1]
-    k = jnp.clip(jnp.where(top_k > 0, top_k, vocab), 1, vocab)
-    in_top_k = jnp.arange(vocab) < k
-    sorted_logits = jnp.where(in_top_k, jnp.flip(jnp.sort(logits, axis=-1), axis=-1), -jnp.inf)
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
-    mass_before = jnp.cumsum(probs, axis=-1) - probs
-    in_nucleus = (mass_before < top_p) | (top_p >= 1.0)  # rounding must not drop the tail at 1.0
-    num_kept = jnp.sum(in_nucleus & in_top_k, axis=-1, keepdims=True)
-    threshold = jnp.take_along_axis(sorted_logits, jnp.maximum(num_kept, 1) - 1, axis=-1)
-    return jnp.where(logits >= threshold, logits, -jnp.inf)
+    keys = _order_keys(logits)
+    k = jnp.clip(jnp.where(top_k > 0, top_k, logits.shape[-1]), 1, logits.shape[-1])
+    kth = _largest_passing(keys, lambda t: jnp.sum(keys >= t, axis=-1, keepdims=True) >= k)
+    logits = jnp.where(keys >= kth, logits, -jnp.inf)
+    probs = jax.nn.softmax(logits, axis=-1)
+    prob_keys = _order_keys(probs)
+
+    def has_mass(t: Array) -> Array:
+        mass = jnp.sum(jnp.where(prob_keys >= t, probs, 0.0), axis=-1, keepdims=True)
+        return mass >= top_p
+
+    pth = _largest_passing(prob_keys, has_mass)
+    keep = (prob_keys >= pth) | (top_p >= 1.0)  # float rounding must not drop the tail at 1.0
+    return jnp.where(keep, logits, -jnp.inf)
+
+
+def _order_keys(x: Array) -> Array:
+    """uint32 keys that sort like the float32 values (negative floats: all bits flipped)."""
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    return jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(1 << 31))
+
+
+def _largest_passing(keys: Array, passes: Callable[[Array], Array]) -> Array:
+    """The largest threshold `[..., 1]` in the keys' range for which the monotone `passes` holds
+    (the smallest key if none does), by 32 bisection steps over the uint32 range."""
+    lo = jnp.min(keys, axis=-1, keepdims=True)
+    hi = jnp.max(keys, axis=-1, keepdims=True)
+
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2 + (hi - lo) % 2  # rounds up without overflowing
+        ok = passes(mid)
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid - 1)
+
+    lo, _ = jax.lax.fori_loop(0, 32, bisect, (lo, jnp.maximum(hi, lo)))
+    return lo
 
 
 def _sample_loop(
