@@ -171,7 +171,9 @@ def run_ivfpq(embeddings, queries, truth, args) -> Result:
     nlist = default_scann_params(len(embeddings)).get("num_leaves", 16)
     reorder = default_scann_params(len(embeddings)).get("reorder_k", 10 * args.k)
     spec = f"IVF{nlist},PQ{args.d // 2}x4fs,RFlat"  # 4-bit fast-scan PQ + exact re-ranking
-    index = faiss.index_factory(args.d, spec, faiss.METRIC_INNER_PRODUCT)
+    # L2 on unit vectors ranks like the dot product; an inner-product coarse quantizer would let
+    # large-norm centroids swallow most points (unbalanced lists, a meaningless nprobe).
+    index = faiss.index_factory(args.d, spec, faiss.METRIC_L2)
     sample = min(len(embeddings), 250_000)
     rng = np.random.default_rng(args.seed)
     train_rows = np.sort(rng.choice(len(embeddings), sample, replace=False))
