@@ -54,6 +54,10 @@ def test_embedding_writer_resumes_at_last_complete_shard(tmp_path):
 
     index = DenseIndex.build(tmp_path, method="brute")
     assert (index.count, index.dimension) == (50, 4)
+    written = (tmp_path / "embeddings.npy").stat().st_mtime_ns
+    index.save(tmp_path)  # saving into the encoding dir keeps its embeddings file as is
+    assert (tmp_path / "embeddings.npy").stat().st_mtime_ns == written
+    assert DenseIndex.load(tmp_path).hits(*index.search(data[7], 1))[0][0].id == "49"
 
 
 def test_embedding_writer_rejects_a_different_job_and_bad_batches(tmp_path):
