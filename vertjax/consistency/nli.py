@@ -1,0 +1,215 @@
+"""The T5 NLI factual-consistency scorer (TRUE): P(entailment) of a hypothesis given a premise.
+
+The model reads `premise: P hypothesis: H` and is scored, not sampled: each label string (e.g.
+`entailment`, `neutral`, `contradiction`, or `consistent`/`inconsistent`) is fed teacher-forced as
+the target, its summed token log-likelihood is the label's score, and a softmax over the label set
+gives the probabilities (rank classification, as T5 evaluates classification tasks). Premises
+longer than `max_premise_tokens` are cut into overlapping token windows; a hypothesis counts as
+entailed as much as its best-supporting window (max over windows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from vertjax import errors
+from vertjax.consistency import nli_data
+
+PathLike = str | os.PathLike
+Judge = Callable[[str, str], bool]
+_LENGTH_BUCKET = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The scorer's verdict on one pair: P(positive label), the argmax label, all probabilities."""
+
+    p_entailment: float
+    label: str
+    probabilities: dict[str, float]
+
+
+def _bucket(length: int) -> int:
+    return max(_LENGTH_BUCKET, -(-length // _LENGTH_BUCKET) * _LENGTH_BUCKET)
+
+
+class Scorer:
+    """P(entailment) for (premise, hypothesis) pairs from a trained T5 NLI checkpoint.
+
+    Args:
+      checkpoint_dir: a run dir or `checkpoint_<step>` dir (`vertjax.train.checkpoints`).
+      vocab_path: the SentencePiece vocab the model was trained with (dir or spm.model).
+      labels: the label strings the model was trained to emit.
+      positive_label: the label whose probability is returned (default: `labels[0]`).
+      max_premise_tokens / window_stride: premise window length and step, in tokens.
+      max_hypothesis_tokens: hypotheses are truncated to this many tokens.
+      batch_size: model examples (pair windows x labels) per forward pass.
+    """
+
+    def __init__(
+        self,
+        checkpoint_dir: PathLike,
+        vocab_path: PathLike,
+        *,
+        labels: Sequence[str] = nli_data.NLI_LABELS,
+        positive_label: str | None = None,
+        max_premise_tokens: int = 384,
+        window_stride: int = 256,
+        max_hypothesis_tokens: int = 128,
+        batch_size: int = 48,
+    ):
+        from vertjax.data import vocab
+        from vertjax.models import encoder_decoder
+        from vertjax.train import checkpoints
+
+        config, params = checkpoints.load_params(checkpoint_dir)
+        self._setup(
+            model=encoder_decoder.EncoderDecoderModel(config),
+            params=params,
+            vocabulary=vocab.load_vocab(vocab_path),
+            labels=labels,
+            positive_label=positive_label,
+            max_premise_tokens=max_premise_tokens,
+            window_stride=window_stride,
+            max_hypothesis_tokens=max_hypothesis_tokens,
+            batch_size=batch_size,
+        )
+
+    @classmethod
+    def from_model(cls, model: Any, params: Any, vocabulary: Any, **options: Any) -> Scorer:
+        """A scorer over an in-memory model (tests, a pipeline that already holds the params)."""
+        scorer = cls.__new__(cls)
+        scorer._setup(model=model, params=params, vocabulary=vocabulary, **options)
+        return scorer
+
+    def _setup(
+        self,
+        *,
+        model: Any,
+        params: Any,
+        vocabulary: Any,
+        labels: Sequence[str] = nli_data.NLI_LABELS,
+        positive_label: str | None = None,
+        max_premise_tokens: int = 384,
+        window_stride: int = 256,
+        max_hypothesis_tokens: int = 128,
+        batch_size: int = 48,
+    ) -> None:
+        import jax
+
+        labels = tuple(labels)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise errors.ConfigError(f"labels must be at least two distinct strings, got {labels}")
+        positive_label = labels[0] if positive_label is None else positive_label
+        if positive_label not in labels:
+            raise errors.ConfigError(f"positive_label {positive_label!r} is not in {labels}")
+        if not 0 < window_stride <= max_premise_tokens:
+            raise errors.ConfigError(
+                f"need 0 < window_stride <= max_premise_tokens, got {window_stride}, "
+                f"{max_premise_tokens}"
+            )
+        if vocabulary.vocab_size > model.config.vocab_size:
+            raise errors.CheckpointError(
+                f"the vocab has {vocabulary.vocab_size} ids but the model only "
+                f"{model.config.vocab_size}: is this the vocab it was trained with?"
+            )
+        self.model, self.params, self.vocabulary = model, params, vocabulary
+        self.labels, self.positive_label = labels, positive_label
+        self.max_premise_tokens, self.window_stride = max_premise_tokens, window_stride
+        self.max_hypothesis_tokens, self.batch_size = max_hypothesis_tokens, batch_size
+        eos = vocabulary.eos_id
+        label_ids = [list(vocabulary.encode(label)) + [eos] for label in labels]
+        width = max(len(ids) for ids in label_ids)
+        self._targets = np.zeros((len(labels), width), np.int32)
+        for i, ids in enumerate(label_ids):
+            self._targets[i, : len(ids)] = ids
+        self._decoder_inputs = np.zeros_like(self._targets)
+        self._decoder_inputs[:, 1:] = self._targets[:, :-1]
+        self._score_fn = jax.jit(model.score_batch)
+
+    # ------------------------------------------------------------------------------------------
+    def premise_windows(self, premise: str) -> list[str]:
+        """The premise itself if short enough, else overlapping windows decoded back to text."""
+        ids = list(self.vocabulary.encode(premise))
+        if len(ids) <= self.max_premise_tokens:
+            return [premise]
+        windows = []
+        for start in range(0, len(ids), self.window_stride):
+            windows.append(self.vocabulary.decode(ids[start : start + self.max_premise_tokens]))
+            if start + self.max_premise_tokens >= len(ids):
+                break
+        return windows
+
+    def _encode(self, premise: str, hypothesis: str) -> list[int]:
+        hyp_ids = list(self.vocabulary.encode(hypothesis))
+        if len(hyp_ids) > self.max_hypothesis_tokens:
+            hypothesis = self.vocabulary.decode(hyp_ids[: self.max_hypothesis_tokens])
+        ids = list(self.vocabulary.encode(nli_data.format_input(premise, hypothesis)))
+        limit = self.max_premise_tokens + self.max_hypothesis_tokens + 16
+        return ids[: limit - 1] + [self.vocabulary.eos_id]
+
+    def label_log_probs(self, inputs: Sequence[Sequence[int]]) -> np.ndarray:
+        """log P(label | input) `[len(inputs), num_labels]` from each label's teacher-forced score."""
+        num_labels = len(self.labels)
+        rows = [ids for ids in inputs for _ in range(num_labels)]
+        scores = np.zeros(len(rows), np.float32)
+        width = self._targets.shape[1]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            length = _bucket(max(len(ids) for ids in chunk))
+            encoder = np.zeros((self.batch_size, length), np.int32)
+            for i, ids in enumerate(chunk):
+                encoder[i, : len(ids)] = ids
+            label_index = np.arange(start, start + self.batch_size) % num_labels
+            batch = {
+                "encoder_input_tokens": encoder,
+                "decoder_input_tokens": self._decoder_inputs[label_index].reshape(-1, width),
+                "decoder_target_tokens": self._targets[label_index].reshape(-1, width),
+            }
+            out = np.asarray(self._score_fn(self.params, batch))
+            scores[start : start + len(chunk)] = out[: len(chunk)]
+        scores = scores.reshape(len(inputs), num_labels)
+        return scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+
+    def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[Prediction]:
+        """One `Prediction` per pair: the window with the highest P(positive label) decides."""
+        if len(premises) != len(hypotheses):
+            raise errors.ConfigError(
+                f"{len(premises)} premises but {len(hypotheses)} hypotheses: pass pairs"
+            )
+        owners, inputs = [], []
+        for index, (premise, hypothesis) in enumerate(zip(premises, hypotheses, strict=True)):
+            for window in self.premise_windows(premise):
+                owners.append(index)
+                inputs.append(self._encode(window, hypothesis))
+        if not inputs:
+            return []
+        probs = np.exp(self.label_log_probs(inputs))
+        positive = self.labels.index(self.positive_label)
+        best: dict[int, np.ndarray] = {}
+        for owner, row in zip(owners, probs, strict=True):
+            if owner not in best or row[positive] > best[owner][positive]:
+                best[owner] = row
+        return [
+            Prediction(
+                p_entailment=float(best[i][positive]),
+                label=self.labels[int(np.argmax(best[i]))],
+                probabilities={
+                    label: float(p) for label, p in zip(self.labels, best[i], strict=True)
+                },
+            )
+            for i in range(len(premises))
+        ]
+
+    def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+        """P(positive label) per pair, `[len(premises)]`."""
+        return np.array([p.p_entailment for p in self.predict(premises, hypotheses)], np.float32)
+
+    def judge(self, *, threshold: float = 0.5) -> Judge:
+        """`judge(premise, hypothesis) -> bool` (P(entailment) >= threshold) for ALCE metrics."""
+        return lambda premise, hypothesis: bool(self([premise], [hypothesis])[0] >= threshold)
