@@ -315,11 +315,11 @@ class TemplateGenerator:
 
     def _questions(self, fields: dict[str, str], rng: random.Random) -> str:
         count = int(fields["count"]) if fields["count"].isdigit() else 4
-        questions = self_qa.template_questions(fields["text"], count=count)
+        questions = self_qa.template_questions(fields["title"], fields["text"], count=count)
         return "\n".join(f"{k}. {q}" for k, q in enumerate(questions, start=1))
 
     def _answer(self, fields: dict[str, str], rng: random.Random) -> str:
-        return self_qa.template_answer(fields["text"], fields["question"].strip())
+        return self_qa.template_answer(fields["title"], fields["text"], fields["question"].strip())
 
     def _kg_examples(self, fields: dict[str, str], rng: random.Random) -> str:
         count = int(fields["count"]) if fields["count"].isdigit() else 4

@@ -45,7 +45,7 @@ CONTEXT_REFERENCES = (
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
     "a an and are as at be by does do for from how in is it its of on or that the this to what "
-    "when where which who why with can you your".split()
+    "when where which who why with can you your yes no true false def".split()
 )
 
 
@@ -133,9 +133,16 @@ def _has_keyword(text: str, keywords: Sequence[str]) -> str | None:
 
 
 def text_reason(
-    text: str, *, min_words: int, max_words: int, seen: set[str], prefix: str = ""
+    text: str,
+    *,
+    min_words: int,
+    max_words: int,
+    seen: set[str],
+    prefix: str = "",
+    key: str | None = None,
 ) -> str | None:
-    """Empty / length / punctuation / non-English / duplicate checks shared by every job."""
+    """Empty / length / punctuation / non-English / duplicate checks shared by every job; the
+    duplicate check looks up `normalize(key or text)` in `seen`."""
     stripped = text.strip()
     if not stripped:
         return f"{prefix}empty"
@@ -149,7 +156,7 @@ def text_reason(
         return f"{prefix}not_english"
     if not first.isalnum():
         return f"{prefix}starts_with_punctuation"
-    if normalize(stripped) in seen:
+    if normalize(key or stripped) in seen:
         return f"{prefix}duplicate"
     return None
 

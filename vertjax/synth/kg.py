@@ -316,7 +316,8 @@ def entity_instructions(entity: str, facts: Sequence[tuple[str, str]]) -> list[F
         add(
             "parameters",
             f"How many parameters does {e} take?",
-            f"{len(params)}: {_listing(params)}.",
+            f"{e} takes {len(params)} parameter{'s' if len(params) > 1 else ''}: "
+            f"{_listing(params)}.",
         )
         named = [p for p in params if not p.startswith("*")]
         absent = next((p for p in _COMMON_PARAMETERS if p not in named), "")

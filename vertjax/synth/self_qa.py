@@ -27,8 +27,18 @@ if TYPE_CHECKING:
 JOB = "self-qa"
 QUESTIONS_FILE = "questions.jsonl"
 _HEADER = re.compile(r"^# (?P<name>[A-Za-z_][\w.]*)(?P<sig>\(.*\))?[ \t]*$", re.MULTILINE)
+_NAME_SIGNATURE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?P<sig>\(.*\))?$")
+_METHOD_PARAGRAPH = re.compile(
+    r"^(?P<name>[A-Za-z_]\w*\.[A-Za-z_]\w*)(?P<sig>\([^\n]*?\))(?: -> [^:\n]+)?: (?P<doc>.+)$",
+    re.MULTILINE,
+)
 _DEFINITION = re.compile(
-    r"^(?P<subject>[A-Z][\w`'.\- ]{1,60}?) (?P<verb>is|are) (?P<rest>.{3,})\.$"
+    r"^(?P<subject>[A-Z`][\w`'.\- ]{1,60}?) (?P<verb>is|are) (?:a|an|the|one) (?P<rest>.{3,})\.$"
+)
+_NOT_SUBJECTS = frozenset(
+    "If When How It That This These Those There Then Here What Which Where While Although "
+    "Because Since Unless Note See Also Each Every Some All Such Only So But And Or As For "
+    "In On At By With Otherwise Instead However Thus Below Above Return Returns".split()
 )
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*])\s*(?P<text>.+?)\s*$")
 _ANSWER_REASONS = (
@@ -54,37 +64,62 @@ class SelfQAConfig:
     seed: int = 0
 
 
-def _documented_names(text: str) -> dict[str, tuple[str, str]]:
-    """name -> (signature, first sentence of its section) for `# name(sig)` sections."""
+def _documented_names(title: str, text: str) -> dict[str, tuple[str, str]]:
+    """name -> (signature, first sentence of its documentation) for the names a passage
+    documents: its section (`title` "module > pkg.name(sig)", when the passage starts the
+    section), `# name(sig)` headers and `Class.method(sig): doc` paragraphs."""
     found = {}
+    section = _NAME_SIGNATURE.match(title.split(" > ")[-1].strip())
+    if section and "." in section.group("name") and text[:1].isupper():
+        found[section.group("name")] = (section.group("sig") or "", kg.first_sentence(text))
     headers = list(_HEADER.finditer(text))
     for i, m in enumerate(headers):
         end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
         body = text[m.end() : end]
         found[m.group("name")] = (m.group("sig") or "", kg.first_sentence(body.strip()))
+    owner = section.group("name") if section else ""
+    for m in _METHOD_PARAGRAPH.finditer(text):
+        name = m.group("name")
+        if "__" in name:
+            continue
+        if owner and name.split(".")[0] == owner.rsplit(".", 1)[-1]:
+            name = owner.rsplit(".", 1)[0] + "." + name
+        found.setdefault(name, (m.group("sig"), kg.first_sentence(m.group("doc"))))
     return found
 
 
 def _definitions(text: str) -> list[tuple[str, str, str]]:
-    """(subject, verb, sentence) for "X is Y." sentences outside code sections."""
+    """(subject, verb, sentence) for "X is a/an/the Y." sentences outside code sections."""
     plain = _HEADER.sub(" ", text)
     out = []
-    for sentence in kg.split_sentences(plain):
-        m = _DEFINITION.match(sentence)
-        if m and len(m.group("subject").split()) <= 6:
+    for paragraph in plain.split("\n\n"):
+        if paragraph.lstrip().startswith((">>>", "-", "*", "#")):
+            continue
+        lines = paragraph.strip().splitlines()
+        while len(lines) > 1 and len(lines[0].split()) <= 4 and not lines[0].endswith((".", ":")):
+            lines = lines[1:]  # a heading line glued to the paragraph
+        for sentence in kg.split_sentences("\n".join(lines)):
+            m = _DEFINITION.match(sentence)
+            if not m or len(m.group("subject").split()) > 5:
+                continue
+            if m.group("subject").split()[0] in _NOT_SUBJECTS:
+                continue
             out.append((m.group("subject"), m.group("verb"), sentence))
     return out
 
 
 def _subject_phrase(subject: str) -> str:
+    """The subject as it reads mid-question: a capitalized common first word is lowercased."""
     first, _, rest = subject.partition(" ")
-    return f"{first.lower()} {rest}" if first in ("A", "An", "The") and rest else subject
+    if first in ("A", "An", "The") or (first[:1].isupper() and first[1:].islower()):
+        first = first.lower()
+    return f"{first} {rest}".strip()
 
 
-def template_questions(text: str, *, count: int) -> list[str]:
+def template_questions(title: str, text: str, *, count: int) -> list[str]:
     """Up to `count` questions the passage answers, in passage order."""
     questions = []
-    for name, (signature, sentence) in _documented_names(text).items():
+    for name, (signature, sentence) in _documented_names(title, text).items():
         if sentence:
             questions.append(f"What does `{name}` do?")
         if signature:
@@ -94,9 +129,9 @@ def template_questions(text: str, *, count: int) -> list[str]:
     return list(dict.fromkeys(questions))[:count]
 
 
-def template_answer(text: str, question: str) -> str:
+def template_answer(title: str, text: str, question: str) -> str:
     """The passage's answer to a `template_questions` question ('' when it has none)."""
-    names = _documented_names(text)
+    names = _documented_names(title, text)
     m = re.fullmatch(r"What does `([\w.]+)` do\?", question)
     if m and m.group(1) in names:
         return names[m.group(1)][1]
@@ -249,7 +284,9 @@ def run_self_qa(
                 record = report.make_record(
                     instruction=question, input_="", output=answer, source=source, meta=meta
                 )
-                reason = _answer_reason(answer, passage["text"], config=config)
+                reason = _answer_reason(
+                    answer, f"{passage.get('title', '')}\n{passage['text']}", config=config
+                )
                 if reason:
                     log.reject(record, reason)
                 else:
