@@ -10,6 +10,8 @@ import argparse
 import ast
 import os
 import pathlib
+import re
+import tokenize
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -112,17 +114,30 @@ def parse_gin(
             )
         resolved.append(str(found))
     bindings = binding_strings(gin_bindings)
+    for path in resolved:  # one file at a time, so an error can name its file
+        try:
+            gin.parse_config_file(path)
+        except _GIN_PARSE_ERRORS as e:
+            raise errors.ConfigError(_gin_message(e, where=path)) from None
     try:
-        gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
-    except (OSError, ValueError, KeyError, SyntaxError) as e:
-        raise errors.ConfigError(_gin_message(e)) from None
+        gin.parse_config(bindings)
+    except _GIN_PARSE_ERRORS as e:
+        raise errors.ConfigError(_gin_message(e, where="--gin bindings")) from None
     if finalize:
         gin.finalize()
 
 
-def _gin_message(e: Exception) -> str:
+# What gin raises for a bad file or binding (tokenize.TokenError: an unclosed bracket).
+_GIN_PARSE_ERRORS = (OSError, ValueError, KeyError, SyntaxError, ImportError, tokenize.TokenError)
+
+
+def _gin_message(e: Exception, *, where: str | None = None) -> str:
     message = str(e).strip().splitlines()
     text = " ".join(line.strip() for line in message if line.strip())
+    if isinstance(e, tokenize.TokenError) and len(e.args) == 2:
+        text = f"{e.args[0]} (line {e.args[1][0]})"
+    if where and where not in text:
+        return f"gin: {where}: {text}"
     return f"gin: {text}"
 
 
@@ -157,6 +172,17 @@ def query_macro(name: str) -> Any:
     if isinstance(value, gin.config.ConfigurableReference) and str(value) == "%gin.REQUIRED":
         raise errors.ConfigError(f"{name} is required: pass --gin.{name}=...")
     return value
+
+
+def check_required_macros() -> None:
+    """`ConfigError` naming every macro still bound to `%gin.REQUIRED` (T5X's required macros).
+
+    gin itself passes its REQUIRED sentinel on to the callee, which then fails far from the cause.
+    """
+    missing = re.findall(r"^([A-Za-z_][\w.]*) = %gin\.REQUIRED$", gin.config_str(), re.MULTILINE)
+    if missing:
+        flags = " ".join(f"--gin.{name}=..." for name in missing)
+        raise errors.ConfigError(f"required gin macros not set: {', '.join(missing)} (pass {flags})")
 
 
 def call_configurable(fn: Callable[..., Any], **kwargs: Any) -> Any:
