@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(gin_utils.normalize_argv(argv))
+    if not args.verbose:  # orbax/absl chatter (e.g. read-only manager notices) is not for users
+        logging.getLogger("absl").setLevel(logging.ERROR)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

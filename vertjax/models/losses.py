@@ -1,4 +1,10 @@
-"""Losses: token cross-entropy with z-loss and label smoothing, as T5X computes them."""
+"""Losses: token cross-entropy with z-loss and label smoothing (as T5X), and the contrastive loss.
+
+The contrastive loss scores each question against every passage of the GLOBAL batch. Under `jit`
+with a data-parallel mesh that batch is one sharded array, so XLA gathers the passage embeddings
+from all devices: every question gets the whole global batch as negatives (GTR's cross-device
+negatives) without hand-written collectives.
+"""
 
 from __future__ import annotations
 
@@ -44,3 +50,25 @@ def token_log_likelihood(logits: Array, targets: Array) -> Array:
     """log p(target token) per position, `[batch, length]` (for scoring, PPL and NLI labels)."""
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     return jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def in_batch_softmax_loss(
+    questions: Array, passages: Array, *, temperature: Array | float
+) -> tuple[Array, Array]:
+    """Softmax contrastive loss with in-batch (and hard) negatives.
+
+    Args:
+      questions: `[b, d]` normalised question embeddings.
+      passages: `[b * (1 + n), d]`; row i < b is question i's positive, every other row (the other
+        positives and any mined hard negatives) is a negative.
+      temperature: scores are cosine similarity / temperature.
+
+    Returns:
+      Per-question loss `[b]` and whether the positive ranked first `[b]`.
+    """
+    scores = jnp.dot(questions, passages.T) / temperature  # [b, b * (1 + n)]
+    labels = jnp.arange(questions.shape[0])
+    log_probs = jax.nn.log_softmax(scores.astype(jnp.float32), axis=-1)
+    loss = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+    correct = jnp.argmax(scores, axis=-1) == labels
+    return loss, correct

@@ -36,6 +36,7 @@ def standard_logical_axis_rules(*, parameter_partitioning_dims: int = 1) -> Logi
         ("kv", None),
         ("length", None),
         ("relpos_buckets", None),
+        ("projection", None),
         ("abspos_buckets", None),
     ]
     rules.append(("embed", "data" if parameter_partitioning_dims == 2 else None))

@@ -1,0 +1,240 @@
+"""Dual encoders for dense retrieval: GTR (one shared T5 encoder) and DPR (two towers).
+
+A tower embeds tokens with the T5 encoder, mean-pools over non-padding tokens, projects linearly
+and L2-normalises (GTR). A tower's parameters keep T5X names (`token_embedder`, `encoder`,
+`projection`), so the encoder of any vertjax/HF T5 checkpoint loads into it directly. GTR has one
+tower (`tower/...`); DPR has `question_tower/...` and `passage_tower/...`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vertjax import errors, io_utils
+from vertjax.models import encoder_decoder, layers, losses, t5
+
+Array = jax.Array
+RETRIEVER_CONFIG_FILE = "retriever_config.json"
+
+
+class EncoderTower(nn.Module):
+    """T5 encoder → masked mean pooling → projection → L2 normalisation."""
+
+    config: t5.T5Config
+    projection_dim: int
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.token_embedder = layers.Embed(
+            num_embeddings=cfg.vocab_size, features=cfg.emb_dim, dtype=cfg.activation_dtype
+        )
+        self.encoder = t5.Encoder(cfg, shared_embedding=self.token_embedder)
+        self.projection = layers.Dense(
+            self.projection_dim, ("embed", "projection"), dtype=jnp.float32
+        )
+
+    def __call__(self, tokens: Array, *, enable_dropout: bool = False) -> Array:
+        hidden = self.encoder(tokens, enable_dropout=enable_dropout).astype(jnp.float32)
+        mask = (tokens > 0).astype(jnp.float32)[..., None]
+        pooled = jnp.sum(hidden * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+        projected = self.projection(pooled)
+        return projected / jnp.maximum(jnp.linalg.norm(projected, axis=-1, keepdims=True), 1e-12)
+
+
+class GTR(nn.Module):
+    """One tower for questions and passages."""
+
+    config: t5.T5Config
+    projection_dim: int = 768
+
+    def setup(self) -> None:
+        self.tower = EncoderTower(self.config, self.projection_dim)
+
+    def encode_questions(self, tokens: Array, *, enable_dropout: bool = False) -> Array:
+        return self.tower(tokens, enable_dropout=enable_dropout)
+
+    def encode_passages(self, tokens: Array, *, enable_dropout: bool = False) -> Array:
+        return self.tower(tokens, enable_dropout=enable_dropout)
+
+    def __call__(self, questions: Array, passages: Array, *, enable_dropout: bool = False):
+        return (
+            self.encode_questions(questions, enable_dropout=enable_dropout),
+            self.encode_passages(passages, enable_dropout=enable_dropout),
+        )
+
+
+class DPR(nn.Module):
+    """Separate question and passage towers (same architecture, separate weights)."""
+
+    config: t5.T5Config
+    projection_dim: int = 768
+
+    def setup(self) -> None:
+        self.question_tower = EncoderTower(self.config, self.projection_dim)
+        self.passage_tower = EncoderTower(self.config, self.projection_dim)
+
+    def encode_questions(self, tokens: Array, *, enable_dropout: bool = False) -> Array:
+        return self.question_tower(tokens, enable_dropout=enable_dropout)
+
+    def encode_passages(self, tokens: Array, *, enable_dropout: bool = False) -> Array:
+        return self.passage_tower(tokens, enable_dropout=enable_dropout)
+
+    def __call__(self, questions: Array, passages: Array, *, enable_dropout: bool = False):
+        return (
+            self.encode_questions(questions, enable_dropout=enable_dropout),
+            self.encode_passages(passages, enable_dropout=enable_dropout),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DualEncoderModel:
+    """Contrastive training and encoding for GTR (`shared=True`) or DPR (`shared=False`).
+
+    Batches hold `question_tokens [b, lq]` and `passage_tokens [b * (1 + n), lp]`: the first b
+    passages are the positives, the rest mined hard negatives. Under a data-parallel mesh the batch
+    is one global array, so the score matrix covers every device's passages (cross-device negatives).
+
+    Attributes:
+      temperature: the softmax temperature (initial value when `learnable_temperature`).
+    """
+
+    config: t5.T5Config
+    projection_dim: int = 768
+    shared: bool = True
+    temperature: float = 0.05
+    learnable_temperature: bool = False
+
+    @property
+    def module(self) -> nn.Module:
+        cls = GTR if self.shared else DPR
+        return cls(self.config, self.projection_dim)
+
+    @property
+    def uses_dropout(self) -> bool:
+        return self.config.dropout_rate > 0
+
+    def _dummy(self) -> tuple[Array, Array]:
+        return jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), jnp.int32)
+
+    def _init_variables(self, rng: Array) -> Any:
+        variables = self.module.init(rng, *self._dummy())
+        params = dict(variables["params"])
+        if self.learnable_temperature:
+            params["log_temperature"] = nn.LogicallyPartitioned(
+                jnp.asarray(np.log(self.temperature), jnp.float32), ()
+            )
+        return params
+
+    def init_params(self, rng: Array) -> Any:
+        return encoder_decoder._unbox(self._init_variables(rng))
+
+    def abstract_params(self) -> Any:
+        return encoder_decoder._unbox(jax.eval_shape(self._init_variables, jax.random.key(0)))
+
+    def logical_param_axes(self) -> Any:
+        return nn.get_partition_spec(jax.eval_shape(self._init_variables, jax.random.key(0)))
+
+    def _module_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k != "log_temperature"}
+
+    def encode(self, params: Any, tokens: Array, *, kind: str) -> Array:
+        """Normalised embeddings `[b, projection_dim]` of questions or passages."""
+        method = "encode_questions" if kind == "question" else "encode_passages"
+        return self.module.apply({"params": self._module_params(params)}, tokens, method=method)
+
+    def loss_fn(
+        self, params: Any, batch: Mapping[str, Array], *, dropout_rng: Array | None = None
+    ) -> tuple[Array, dict[str, Array]]:
+        rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
+        q, p = self.module.apply(
+            {"params": self._module_params(params)},
+            batch["question_tokens"],
+            batch["passage_tokens"],
+            enable_dropout=dropout_rng is not None,
+            rngs=rngs,
+        )
+        if self.learnable_temperature:
+            temperature = jnp.exp(params["log_temperature"])
+        else:
+            temperature = jnp.float32(self.temperature)
+        per_example, correct = losses.in_batch_softmax_loss(q, p, temperature=temperature)
+        n = jnp.float32(q.shape[0])
+        loss = jnp.mean(per_example)
+        metrics = {
+            "loss_sum": jnp.sum(per_example),
+            "nll_sum": jnp.sum(per_example),
+            "z_loss_sum": jnp.float32(0.0),
+            "correct_sum": jnp.sum(correct.astype(jnp.float32)),
+            "num_tokens": n,
+            "num_examples": n,
+            "temperature": temperature,
+        }
+        return loss, metrics
+
+    def save_config(self, model_dir: str) -> None:
+        from vertjax.train import checkpoints
+
+        checkpoints.save_model_config(model_dir, self.config)
+        io_utils.atomic_write_json(
+            pathlib.Path(model_dir) / RETRIEVER_CONFIG_FILE,
+            {
+                "projection_dim": self.projection_dim,
+                "shared": self.shared,
+                "temperature": self.temperature,
+                "learnable_temperature": self.learnable_temperature,
+            },
+        )
+
+    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
+        """Starts the towers from a T5 encoder-decoder checkpoint's encoder (and embedder).
+
+        The projection (and temperature) keep their fresh initialisation; for DPR both towers
+        start from the same encoder.
+        """
+        from vertjax.train import checkpoints
+
+        config, t5_params = checkpoints.load_params(path)
+        if config.emb_dim != self.config.emb_dim or config.vocab_size != self.config.vocab_size:
+            raise errors.CheckpointError(
+                f"{path}: encoder shape (emb_dim {config.emb_dim}, vocab {config.vocab_size}) does "
+                f"not match the retriever's ({self.config.emb_dim}, {self.config.vocab_size})"
+            )
+        fresh = self.init_params(jax.random.key(0))
+        towers = ["tower"] if self.shared else ["question_tower", "passage_tower"]
+        for tower in towers:
+            fresh[tower] = dict(fresh[tower])
+            fresh[tower]["token_embedder"] = t5_params["token_embedder"]
+            fresh[tower]["encoder"] = t5_params["encoder"]
+        return jax.tree.map(
+            lambda x, a: jax.device_put(jnp.array(x, a.dtype, copy=True), a.sharding),
+            fresh,
+            abstract_params,
+        )
+
+
+def load_dual_encoder(path: str) -> tuple[DualEncoderModel, Any]:
+    """(model, params) of a trained retriever run dir or `checkpoint_<step>` dir."""
+    from vertjax.train import checkpoints
+
+    model_dir, _ = checkpoints.resolve_checkpoint(path)
+    config_file = model_dir / RETRIEVER_CONFIG_FILE
+    if not config_file.is_file():
+        raise errors.CheckpointError(
+            f"{model_dir}: no {RETRIEVER_CONFIG_FILE} (not a retriever run)"
+        )
+    extra = json.loads(config_file.read_text(encoding="utf-8"))
+    model = DualEncoderModel(checkpoints.load_model_config(model_dir), **extra)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), model.abstract_params()
+    )
+    _, params = checkpoints.load_params(path, abstract_params=abstract)
+    return model, params
