@@ -97,14 +97,16 @@ def _plain_default(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 24 and "/" not in value and "\\" not in value
 
 
-def _routine_triples(qualname: str, obj: Any, *, module: Any) -> Iterator[tuple[str, str]]:
+def _routine_triples(obj: Any, *, module: Any, is_method: bool) -> Iterator[tuple[str, str]]:
     """Signature, parameters, plain defaults, returns and raises of a function or method."""
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):
         signature = None
     if signature is not None:
-        params = [p for p in signature.parameters.values() if p.name not in ("self", "cls")]
+        params = list(signature.parameters.values())
+        if is_method and params and params[0].name in ("self", "cls"):
+            params = params[1:]
         shown = [
             p if p.default is p.empty or _plain_default(p.default) else p.replace(default=...)
             for p in params
@@ -145,7 +147,7 @@ def _entity_triples(
     if sentence:
         yield qualname, "first_sentence", sentence
     if kind in ("function", "method"):
-        for relation, value in _routine_triples(qualname, obj, module=module):
+        for relation, value in _routine_triples(obj, module=module, is_method=kind == "method"):
             yield qualname, relation, value
 
 
@@ -166,8 +168,9 @@ def module_triples(name: str) -> list[dict[str, str]]:
     for attr, obj in sorted(vars(module).items()):
         if attr.startswith("_") or (public is not None and attr not in public):
             continue
-        if getattr(obj, "__module__", None) not in (name, module.__name__):
-            continue
+        home = getattr(obj, "__module__", None) or ""
+        if home != name and not (public is not None and home.startswith(f"{name}.")):
+            continue  # defined elsewhere (re-exports count only from a package's own `__all__`)
         if inspect.isclass(obj) or inspect.isroutine(obj):
             members.append((attr, obj))
     for attr, obj in members:
@@ -329,7 +332,7 @@ def entity_instructions(entity: str, facts: Sequence[tuple[str, str]]) -> list[F
                     label,
                     cls=True,
                 )
-    for default in _values(facts, "has_default")[:4]:
+    for default in _values(facts, "has_default"):
         name, value = default.split("=", 1)
         add(
             "default",
