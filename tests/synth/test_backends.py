@@ -1,0 +1,194 @@
+"""Generator backends: the OpenAI-compatible client against a local fake server, the template
+generator's answers, and the T5 generator's plumbing on a tiny random checkpoint."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+from vertjax import errors
+from vertjax.synth import backends, kg, prompts
+
+
+class _FakeServer:
+    """A chat-completions server on 127.0.0.1 whose behaviour each test scripts."""
+
+    def __init__(self, script):
+        self.script, self.requests = script, []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(
+                    {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+                )
+                status, payload, delay = outer.script(len(outer.requests), body)
+                time.sleep(delay)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _completion(text):
+    return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(script):
+        servers.append(_FakeServer(script))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def _client(server, **kw):
+    kw = {"timeout": 2.0, "max_retries": 2, "backoff": 0.01, "concurrency": 3, **kw}
+    return backends.OpenAIChatGenerator(server.url, "fake-model", **kw)
+
+
+def test_canned_completions_in_order_with_request_fields(serve, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", "sk-test")
+    server = serve(lambda n, body: (200, _completion("echo: " + body["messages"][0]["content"]), 0))
+    out = _client(server, api_key_env="FAKE_KEY").generate(
+        [f"p{i}" for i in range(7)], max_tokens=32, temperature=0.5, seed=3
+    )
+    assert out == [f"echo: p{i}" for i in range(7)]
+    request = server.requests[0]
+    assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
+    assert request["body"]["model"] == "fake-model" and request["body"]["max_tokens"] == 32
+    assert request["body"]["temperature"] == 0.5 and isinstance(request["body"]["seed"], int)
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_retries_transient_errors_then_succeeds(serve, status):
+    server = serve(
+        lambda n, body: (status, {"error": "busy"}, 0) if n <= 2 else (200, _completion("ok"), 0)
+    )
+    assert _client(server).generate(["p"], max_tokens=8, temperature=0, seed=0) == ["ok"]
+    assert len(server.requests) == 3
+
+
+def test_gives_up_after_bounded_retries_with_backoff(serve):
+    server = serve(lambda n, body: (500, {"error": "down"}, 0))
+    sleeps = []
+    client = _client(server, max_retries=3, backoff=0.5, sleep=sleeps.append)
+    with pytest.raises(errors.BackendError, match=r"no answer after 4 attempt\(s\).*HTTP 500"):
+        client.generate(["p"], max_tokens=8, temperature=0, seed=0)
+    assert sleeps == [0.5, 1.0, 2.0] and len(server.requests) == 4
+
+
+def test_slow_server_times_out_within_bound(serve):
+    server = serve(lambda n, body: (200, _completion("late"), 1.5))
+    start = time.monotonic()
+    with pytest.raises(errors.BackendError, match="timed out|TimeoutError"):
+        _client(server, timeout=0.2, max_retries=1).generate(
+            ["p"], max_tokens=8, temperature=0, seed=0
+        )
+    assert time.monotonic() - start < 1.4
+
+
+def test_client_errors_fail_fast_with_a_hint(serve):
+    server = serve(lambda n, body: (401, {"error": "bad key"}, 0))
+    with pytest.raises(errors.BackendError, match=r"HTTP 401 \(is \$OPENAI_API_KEY set\?\)"):
+        _client(server).generate(["p"], max_tokens=8, temperature=0, seed=0)
+    assert len(server.requests) == 1
+    bad = serve(lambda n, body: (200, b"<html>not json</html>", 0))
+    with pytest.raises(errors.BackendError, match="not a chat completion response"):
+        _client(bad).generate(["p"], max_tokens=8, temperature=0, seed=0)
+
+
+def test_unreachable_server_is_a_backend_error():
+    client = backends.OpenAIChatGenerator(
+        "http://127.0.0.1:9/v1", "m", timeout=0.5, max_retries=1, backoff=0.01
+    )
+    with pytest.raises(errors.BackendError, match="is the server running"):
+        client.generate(["p"], max_tokens=8, temperature=0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def template_generator():
+    return backends.TemplateGenerator(kg.extract_triples(["math", "json"]))
+
+
+def test_template_generator_answers_prompts_from_the_kg(template_generator):
+    g = template_generator
+    ask = lambda name, **f: g.generate([prompts.render(name, **f)[0]], seed=1)[0]  # noqa: E731
+    assert ask("self_instruct_classify", instruction="What does `math.gcd` do?") == "No"
+    assert (
+        ask(
+            "self_instruct_classify",
+            instruction="Is `math.gcd` a module, a class, a function or a method?",
+        )
+        == "Yes"
+    )
+    assert ask("self_instruct_input_first", instruction="What does `math.gcd` do?") == (
+        f"Input: None\nOutput: {kg.first_sentence(__import__('math').gcd.__doc__)}"
+    )
+    assert ask(
+        "self_instruct_output_first",
+        instruction="Is `json.loads` a module, a class, a function or a method?",
+    ) == ("Class label: function\nInput: None")
+    assert ask("self_instruct_input_first", instruction="Paint me a sunset.") == ""
+    assert g.generate(["not a synthesis prompt"])[0] == ""
+    assert g.name == "template" and g.model.startswith("kg-templates-v1:")
+
+
+def test_template_generator_is_deterministic_per_seed(template_generator):
+    prompt = prompts.render("self_instruct_generate", examples="Task 1: Sort a list.", next=2)[0]
+    a = template_generator.generate([prompt], seed=0)
+    assert a == template_generator.generate([prompt], seed=0)
+    assert a != template_generator.generate([prompt], seed=1)
+
+
+@pytest.mark.slow  # ~30 s on a shared 2-core machine: JAX compile + orbax save/restore
+def test_t5_generator_decodes_a_tiny_random_checkpoint(tmp_path, tiny_vocab):
+    import jax
+
+    from vertjax.models import encoder_decoder, t5
+    from vertjax.train import checkpoints
+
+    config = t5.T5Config(
+        vocab_size=512,
+        emb_dim=16,
+        num_heads=2,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        head_dim=8,
+        mlp_dim=32,
+    )
+    params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
+    checkpoints.save_params(tmp_path / "model", config=config, params=params)
+    g = backends.T5Generator(tmp_path / "model", tiny_vocab, batch_size=2)
+    texts = ["What does the cache do?", "Name a table.", "Three prompts, two per batch."]
+    out = g.generate(texts, max_tokens=6, temperature=1.0, seed=0)
+    assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    assert out == g.generate(texts, max_tokens=6, temperature=1.0, seed=0)
+    assert g.name == "t5" and g.model.endswith("@0")
