@@ -1,0 +1,142 @@
+"""Self-Instruct with the template backend: real data, filters applied, resume without duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vertjax.synth import backends, filters, kg, report, self_instruct
+
+CONFIG = self_instruct.SelfInstructConfig(target=24, max_rounds=20, prompts_per_round=2)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _DiesAfter:
+    """Wraps a generator and raises on its n-th call (a kill in the middle of a round)."""
+
+    def __init__(self, inner, calls):
+        self.inner, self.calls = inner, calls
+        self.name, self.model = inner.name, inner.model
+
+    def generate(self, prompts, **kw):
+        self.calls -= 1
+        if self.calls < 0:
+            raise _Interrupted
+        return self.inner.generate(prompts, **kw)
+
+
+@pytest.fixture(scope="module")
+def triples():
+    return kg.extract_triples(["math", "json", "heapq"])
+
+
+@pytest.fixture(scope="module")
+def generator(triples):
+    return backends.TemplateGenerator(triples)
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    return self_instruct.load_seed_tasks()
+
+
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+def test_shipped_seeds_have_both_kinds(seeds):
+    assert len(seeds) >= 30
+    assert 5 <= sum(s.is_classification for s in seeds) < len(seeds) - 5
+
+
+def test_template_run_keeps_correct_filtered_records(tmp_path, generator, triples, seeds):
+    summary = self_instruct.run_self_instruct(seeds, generator, tmp_path, config=CONFIG)
+    kept = [json.loads(line) for line in _lines(tmp_path / report.KEPT_FILE)]
+    assert summary["kept"] == len(kept) == CONFIG.target
+    assert len({r["id"] for r in kept}) == len(kept)
+    for r in kept:
+        assert set(r) == set(report.RECORD_KEYS) and r["source"] == "template"
+        assert {"prompt", "template", "backend", "model", "seed", "position"} <= set(r["meta"])
+        assert r["meta"]["prompt"].endswith(r["instruction"])
+    # Every kept instruction is < 0.7 ROUGE-L from every seed and every other kept instruction.
+    pool = filters.RougePool([s.instruction for s in seeds])
+    for r in kept:
+        assert pool.nearest(r["instruction"])[0] < 0.7
+        pool.add(r["instruction"])
+    # Outputs are the KG's facts.
+    facts = kg.entity_facts(triples)
+    answers = {
+        (i.instruction, i.input): i.output
+        for entity, f in facts.items()
+        for i in kg.entity_instructions(entity, f)
+    }
+    for r in kept:
+        assert answers[(r["instruction"], r["input"])] == r["output"]
+    rejected = [json.loads(line) for line in _lines(tmp_path / report.REJECTED_FILE)]
+    assert rejected and all(
+        r["meta"]["reason"] in self_instruct.INSTRUCTION_REASONS | {"empty_output"}
+        for r in rejected
+    )
+    assert any(r["meta"]["is_classification"] for r in kept)
+
+
+def test_interrupted_job_resumes_to_the_same_files(tmp_path, generator, seeds):
+    clean = tmp_path / "clean"
+    self_instruct.run_self_instruct(seeds, generator, clean, config=CONFIG)
+    for die_after in (1, 2, 4, 7):
+        run_dir = tmp_path / f"killed{die_after}"
+        with pytest.raises(_Interrupted):
+            self_instruct.run_self_instruct(
+                seeds, _DiesAfter(generator, die_after), run_dir, config=CONFIG
+            )
+        # a kill mid-write leaves a torn last line; the restart truncates it
+        with (run_dir / report.KEPT_FILE).open("a") as f:
+            f.write('{"id": "torn')
+        self_instruct.run_self_instruct(seeds, generator, run_dir, config=CONFIG)
+        for name in (report.KEPT_FILE, report.REJECTED_FILE):
+            assert _lines(run_dir / name) == _lines(clean / name), (die_after, name)
+
+
+def test_rerun_with_a_larger_target_extends_without_duplicates(tmp_path, generator, seeds):
+    small = self_instruct.SelfInstructConfig(target=10, max_rounds=20, prompts_per_round=2)
+    self_instruct.run_self_instruct(seeds, generator, tmp_path, config=small)
+    summary = self_instruct.run_self_instruct(seeds, generator, tmp_path, config=CONFIG)
+    ids = [json.loads(line)["id"] for line in _lines(tmp_path / report.KEPT_FILE)]
+    assert summary["kept"] == len(ids) == CONFIG.target and len(set(ids)) == len(ids)
+
+
+def test_dialogue_variant_writes_multi_turn_records(tmp_path, generator, seeds):
+    config = self_instruct.SelfInstructConfig(
+        target=6, max_rounds=10, prompts_per_round=2, dialogue=True
+    )
+    self_instruct.run_self_instruct(seeds, generator, tmp_path, config=config)
+    kept = [json.loads(line) for line in _lines(tmp_path / report.KEPT_FILE)]
+    assert len(kept) == 6
+    for r in kept:
+        turns = r["meta"]["turns"]
+        assert len(turns) >= 4 and [t["role"] for t in turns[:2]] == ["user", "assistant"]
+        assert r["input"].startswith("User: ") and r["output"] == turns[-1]["text"]
+        assert r["meta"]["template"] == "self_instruct_dialogue.v1"
+
+
+def test_parsers_accept_llm_style_completions():
+    completion = " Explain heapq.merge.\nTask 10: List two uses of bisect.\n\nTask 11: Describe zlib.crc32.\n"
+    assert self_instruct.parse_new_instructions(completion, limit=8) == [
+        "Explain heapq.merge.",
+        "List two uses of bisect.",
+        "Describe zlib.crc32.",
+    ]
+    assert self_instruct.parse_instance("Class label: yes\nInput: None", classification=True) == (
+        "",
+        "yes",
+    )
+    assert self_instruct.parse_instance("Input: [3, 1]\nOutput: [1, 3]", classification=False) == (
+        "[3, 1]",
+        "[1, 3]",
+    )
+    assert self_instruct.parse_instance("no format here", classification=False) is None
+    assert self_instruct.parse_dialogue("User: hi\nAssistant: hello") is None
