@@ -1,0 +1,145 @@
+"""Self-QA and Self-KG jobs: grounded records, filters on bad generations, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vertjax import io_utils
+from vertjax.synth import backends, kg, report, self_kg, self_qa
+
+PASSAGES = [
+    {
+        "id": "p1",
+        "title": "json module > json.dumps(obj, *, indent=None)",
+        "text": "Serialize obj to a JSON formatted str. The indent sets pretty-printing.",
+    },
+    {
+        "id": "p2",
+        "title": "Glossary",
+        "text": "Terms\nA generator is a function which returns a generator iterator. "
+        "It looks like a normal function. Modules are the unit of code organization.",
+    },
+    {"id": "p3", "title": "Notes", "text": "nothing to ask here, only lowercase prose"},
+]
+
+
+class _Scripted:
+    """Returns canned completions for question prompts and for answer prompts."""
+
+    name, model = "scripted", "scripted-v0"
+
+    def __init__(self, questions, answer):
+        self.questions, self.answer = questions, answer
+
+    def generate(self, prompts, *, max_tokens, temperature, seed):
+        return [self.questions if "Questions:" in p else self.answer for p in prompts]
+
+
+@pytest.fixture(scope="module")
+def template():
+    return backends.TemplateGenerator(kg.extract_triples(["json", "math"]))
+
+
+def test_template_questions_and_answers_come_from_the_passage():
+    p1, p2 = PASSAGES[0], PASSAGES[1]
+    assert self_qa.template_questions(p1["title"], p1["text"], count=5) == [
+        "What does `json.dumps` do?",
+        "What is the signature of `json.dumps`?",
+    ]
+    assert self_qa.template_answer(p1["title"], p1["text"], "What does `json.dumps` do?") == (
+        "Serialize obj to a JSON formatted str."
+    )
+    assert self_qa.template_questions(p2["title"], p2["text"], count=5) == [
+        "What is a generator?",
+        "What are modules?",
+    ]
+    assert self_qa.template_answer(p2["title"], p2["text"], "What is a generator?").startswith(
+        "A generator is"
+    )
+    assert self_qa.template_answer(p2["title"], p2["text"], "What is a monad?") == ""
+
+
+def test_self_qa_keeps_passage_ids_and_writes_retrieval_questions(tmp_path, template):
+    summary = self_qa.run_self_qa(PASSAGES, template, tmp_path)
+    kept = io_utils.load_jsonl(tmp_path / report.KEPT_FILE)
+    assert summary["kept"] == len(kept) == 4
+    assert {r["meta"]["passage_id"] for r in kept} == {"p1", "p2"}
+    questions = io_utils.load_jsonl(tmp_path / self_qa.QUESTIONS_FILE)
+    assert [q["positive_ids"] for q in questions] == [[r["meta"]["passage_id"]] for r in kept]
+    # a rerun is a no-op: every passage is done
+    self_qa.run_self_qa(PASSAGES, template, tmp_path)
+    assert len(io_utils.load_jsonl(tmp_path / report.KEPT_FILE)) == 4
+
+
+@pytest.mark.parametrize(
+    ("questions", "answer", "reason"),
+    [
+        ("1. What does the passage say about obj?", "x", "question_context_reference"),
+        ("1. Why?", "x", "question_too_short"),
+        (
+            "1. What does json.dumps produce?",
+            "According to the passage, a str.",
+            "answer_context_reference",
+        ),
+        (
+            "1. What does json.dumps produce?",
+            "A binary protocol buffer message.",
+            "answer_not_in_passage",
+        ),
+        ("1. What does json.dumps produce?", "", "answer_empty"),
+        (
+            "1. What does json.dumps produce?\n2. what does JSON.dumps produce?",
+            "A JSON formatted str.",
+            "question_duplicate",
+        ),
+    ],
+)
+def test_self_qa_filters(tmp_path, questions, answer, reason):
+    self_qa.run_self_qa(PASSAGES[:1], _Scripted(questions, answer), tmp_path)
+    rejected = io_utils.load_jsonl(tmp_path / report.REJECTED_FILE)
+    assert [r["meta"]["reason"] for r in rejected] == [reason]
+    assert rejected[0]["meta"]["backend"] == "scripted"
+
+
+def test_self_kg_records_are_grounded_on_the_entity(tmp_path, template):
+    triples = kg.extract_triples(["json", "math"])
+    config = self_kg.SelfKGConfig(max_entities=12, batch_size=5)
+    summary = self_kg.run_self_kg(triples, template, tmp_path, config=config)
+    kept = io_utils.load_jsonl(tmp_path / report.KEPT_FILE)
+    assert summary["entities"] == 12 and len(kept) >= 30
+    facts = kg.entity_facts(triples)
+    for r in kept:
+        entity = r["meta"]["entity"]
+        assert r["meta"]["facts"] == [list(f) for f in facts[entity]]
+        truth = {
+            (i.instruction, i.input): i.output
+            for i in kg.entity_instructions(entity, facts[entity])
+        }
+        assert truth[(r["instruction"], r["input"])] == r["output"]
+    # resume after a crash mid-job: delete the progress of the last batch and rerun
+    progress = (tmp_path / report.PROGRESS_FILE).read_text().splitlines()
+    (tmp_path / report.PROGRESS_FILE).write_text("\n".join(progress[:5]) + "\n")
+    self_kg.run_self_kg(triples, template, tmp_path, config=config)
+    assert io_utils.load_jsonl(tmp_path / report.KEPT_FILE) == kept
+
+
+def test_self_kg_rejects_ungrounded_output(tmp_path):
+    class Hallucinates:
+        name, model = "fake", "fake"
+
+        def generate(self, prompts, **kw):
+            return [
+                "Instruction: What does it do?\nInput: None\nOutput: It launches rockets into orbit."
+                "\n###\nInstruction: Is it a function?\nInput: None\nOutput: function"
+            ] * len(prompts)
+
+    triples = kg.extract_triples(["math"])
+    self_kg.run_self_kg(
+        triples, Hallucinates(), tmp_path, config=self_kg.SelfKGConfig(max_entities=1)
+    )
+    rejected = io_utils.load_jsonl(tmp_path / report.REJECTED_FILE)
+    assert [r["meta"]["reason"] for r in rejected] == ["not_grounded"]
+    assert io_utils.load_jsonl(tmp_path / report.KEPT_FILE)[0]["output"] == "function"
+    assert json.loads((tmp_path / report.KEPT_FILE).read_text())["source"] == "self-kg"
