@@ -13,6 +13,7 @@ decoding; outputs are asserted identical. The on-device `decode_batch` greedy lo
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import time
 
@@ -83,6 +84,11 @@ def trained_model(args, task: CopyTask):
     return model, params
 
 
+def _on_device_greedy(model, params, enc, max_len):
+    out = decoding.decode_batch(model, params, enc, max_decode_length=max_len)
+    return jax.block_until_ready(out.tokens)
+
+
 def time_decode(fn, repeats: int) -> tuple[float, object]:
     fn()  # compile
     start = time.perf_counter()
@@ -126,34 +132,17 @@ def main() -> None:
         unrelated, _ = task.example(rng)
         enc = jnp.asarray(passage[None], jnp.int32)
 
-        def plain():
-            return reference_decoding.reference_greedy_decode(
-                model, params, enc, passage, max_decode_length=max_len, use_drafts=False
-            )
-
-        def grounded():
-            return reference_decoding.reference_greedy_decode(
-                model,
-                params,
-                enc,
-                passage,
-                max_decode_length=max_len,
-                draft_length=args.draft_length,
-            )
-
-        def ungrounded():
-            return reference_decoding.reference_greedy_decode(
-                model,
-                params,
-                enc,
-                unrelated,
-                max_decode_length=max_len,
-                draft_length=args.draft_length,
-            )
-
-        def on_device():
-            out = decoding.decode_batch(model, params, enc, max_decode_length=max_len)
-            return jax.block_until_ready(out.tokens)
+        ref_decode = functools.partial(
+            reference_decoding.reference_greedy_decode,
+            model,
+            params,
+            enc,
+            max_decode_length=max_len,
+        )
+        plain = functools.partial(ref_decode, passage, use_drafts=False)
+        grounded = functools.partial(ref_decode, passage, draft_length=args.draft_length)
+        ungrounded = functools.partial(ref_decode, unrelated, draft_length=args.draft_length)
+        on_device = functools.partial(_on_device_greedy, model, params, enc, max_len)
 
         t_plain, out_plain = time_decode(plain, args.repeats)
         t_grounded, out_grounded = time_decode(grounded, args.repeats)
