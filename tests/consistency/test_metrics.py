@@ -13,8 +13,8 @@ from vertjax.consistency import metrics
 
 def pairwise_auc(scores, positives):
     """The definition: P(score of a positive > score of a negative), ties counting half."""
-    pos = [s for s, p in zip(scores, positives) if p]
-    neg = [s for s, p in zip(scores, positives) if not p]
+    pos = [s for s, p in zip(scores, positives, strict=True) if p]
+    neg = [s for s, p in zip(scores, positives, strict=True) if not p]
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in itertools.product(pos, neg))
     return wins / (len(pos) * len(neg))
 

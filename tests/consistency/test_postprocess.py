@@ -19,7 +19,7 @@ class Verdict:
 def fake_predict(premises, hypotheses):
     """Entailed when the hypothesis text is in the premise; 'not' in it means contradiction."""
     out = []
-    for premise, hypothesis in zip(premises, hypotheses):
+    for premise, hypothesis in zip(premises, hypotheses, strict=True):
         if hypothesis.rstrip(".") in premise:
             out.append(Verdict(0.9, "entailment"))
         elif " not " in hypothesis:
