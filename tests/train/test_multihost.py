@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shlex
 import socket
 import subprocess
 import sys
@@ -109,3 +110,71 @@ def test_two_processes_train_and_checkpoint_together(tmp_path):
     np.testing.assert_allclose(
         losses[0], [single.losses[s] for s in range(1, STEPS + 1)], rtol=0, atol=1e-5
     )
+
+
+SCRIPTS = HERE.parent.parent / "scripts"
+
+
+def _dry_run(script: str, *args: str) -> list[str]:
+    proc = subprocess.run(
+        ["bash", str(SCRIPTS / script), "--dry_run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_gpu_launcher_passes_the_multihost_flags_and_the_gin_flags_through():
+    flags = ["--gin_file=runs/pretrain.gin", "--gin.TASK_FEATURE_LENGTHS={'inputs': 64}"]
+    (line,) = _dry_run(
+        "launch_gpu_multihost.sh",
+        "--coordinator",
+        "10.0.0.1:1234",
+        "--num_hosts",
+        "4",
+        "--host_id",
+        "3",
+        "--vertjax",
+        "vertjax",
+        "--",
+        *flags,
+    )
+    argv = shlex.split(line)
+    assert argv[:2] == ["vertjax", "train"]
+    assert argv[2:8] == [
+        "--coordinator_address",
+        "10.0.0.1:1234",
+        "--num_processes",
+        "4",
+        "--process_id",
+        "3",
+    ]
+    assert argv[-2:] == flags
+    (slurm,) = _dry_run("launch_gpu_multihost.sh", "--slurm", "--vertjax", "vertjax", "--", "-x")
+    assert shlex.split(slurm) == ["vertjax", "train", "--multihost", "--no_progress", "-x"]
+
+
+def test_tpu_launcher_runs_one_command_on_all_workers():
+    flags = ["--gin_file=runs/pretrain.gin", "--gin.MODEL_DIR=gs://b/run", "--gin.X={'a': 1}"]
+    (line,) = _dry_run("launch_tpu_pod.sh", "--tpu", "pod", "--zone", "z1", "--", *flags)
+    argv = shlex.split(line)
+    assert argv[:9] == [
+        "gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod", "--zone", "z1", "--worker=all"
+    ]
+    remote = shlex.split(argv[argv.index("--command") + 1])
+    assert remote[:4] == ["cd", "~/vertjax", "&&", ".venv/bin/vertjax"]
+    assert remote[4:7] == ["train", "--multihost", "--no_progress"] and remote[7:] == flags
+
+
+def test_launchers_refuse_missing_options():
+    for script, args, message in [
+        ("launch_gpu_multihost.sh", ["--num_hosts", "2", "--", "-x"], "need --coordinator"),
+        ("launch_tpu_pod.sh", ["--tpu", "pod", "--", "-x"], "need --tpu and --zone"),
+        ("launch_tpu_pod.sh", ["--tpu", "pod", "--zone", "z"], "no vertjax train flags"),
+    ]:
+        proc = subprocess.run(
+            ["bash", str(SCRIPTS / script), *args], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
