@@ -137,7 +137,11 @@ def parse_dialogue(completion: str) -> list[dict[str, str]] | None:
 
 
 def _examples_prompt(
-    seeds: Sequence[SeedTask], machine: Sequence[str], *, rng: random.Random, config: Any
+    seeds: Sequence[SeedTask],
+    machine: Sequence[str],
+    *,
+    rng: random.Random,
+    config: SelfInstructConfig,
 ) -> str:
     chosen = [
         s.instruction for s in rng.sample(list(seeds), min(config.num_seed_examples, len(seeds)))
@@ -283,7 +287,10 @@ class _Round:
                     break
         return kept
 
-    def _parse(self, completion: str, is_cls: bool, meta: dict[str, Any]):
+    def _parse(
+        self, completion: str, is_cls: bool, meta: dict[str, Any]
+    ) -> tuple[tuple[str, str] | None, str | None]:
+        """((input, output) or None, reject reason or None); dialogue turns go into `meta`."""
         if not completion.strip():
             return None, "empty_output"
         if self.config.dialogue:
