@@ -27,6 +27,7 @@ def _run_ppl(args: argparse.Namespace) -> int:
     from vertjax.eval import ppl
 
     gin_utils.parse_from_args(args)
+    gin_utils.check_required_macros()
     results = gin_utils.call_configurable(gin.get_configurable(ppl.evaluate_ppl))
     print(json.dumps(results, indent=2))
     return 0
