@@ -82,7 +82,9 @@ def wordnet_dir() -> pathlib.Path | None:
     return None
 
 
-def _parse_data_file(path: pathlib.Path) -> tuple[dict[str, list[str]], list[tuple[str, int, str, int]]]:
+def _parse_data_file(
+    path: pathlib.Path,
+) -> tuple[dict[str, list[str]], list[tuple[str, int, str, int]]]:
     """(offset → words, antonym pointers (offset, source word no, target offset, target no))."""
     synsets: dict[str, list[str]] = {}
     pointers = []

@@ -82,7 +82,10 @@ def make_record(
 def write_splits(records: Mapping[str, Sequence[dict[str, Any]]], out_dir: PathLike) -> dict:
     """Writes `{split}.jsonl` atomically per split; returns split → record count."""
     out_dir = pathlib.Path(out_dir)
-    return {split: io_utils.write_jsonl(out_dir / f"{split}.jsonl", rows) for split, rows in records.items()}
+    return {
+        split: io_utils.write_jsonl(out_dir / f"{split}.jsonl", rows)
+        for split, rows in records.items()
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,9 +94,21 @@ def write_splits(records: Mapping[str, Sequence[dict[str, Any]]], out_dir: PathL
 # name → (tfds name, premise feature, our split → tfds split)
 TFDS_SOURCES: dict[str, tuple[str, str, dict[str, str]]] = {
     "anli": ("anli/r1", "context", {"train": "train", "validation": "validation", "test": "test"}),
-    "anli/r1": ("anli/r1", "context", {"train": "train", "validation": "validation", "test": "test"}),
-    "anli/r2": ("anli/r2", "context", {"train": "train", "validation": "validation", "test": "test"}),
-    "anli/r3": ("anli/r3", "context", {"train": "train", "validation": "validation", "test": "test"}),
+    "anli/r1": (
+        "anli/r1",
+        "context",
+        {"train": "train", "validation": "validation", "test": "test"},
+    ),
+    "anli/r2": (
+        "anli/r2",
+        "context",
+        {"train": "train", "validation": "validation", "test": "test"},
+    ),
+    "anli/r3": (
+        "anli/r3",
+        "context",
+        {"train": "train", "validation": "validation", "test": "test"},
+    ),
     "multi_nli": (
         "multi_nli",
         "premise",
@@ -120,7 +135,9 @@ def tfds_records(
     import tensorflow_datasets as tfds
 
     if name not in TFDS_SOURCES:
-        raise errors.ConfigError(f"unknown NLI dataset {name!r} (choose from {sorted(TFDS_SOURCES)})")
+        raise errors.ConfigError(
+            f"unknown NLI dataset {name!r} (choose from {sorted(TFDS_SOURCES)})"
+        )
     tfds_name, premise_key, split_map = TFDS_SOURCES[name]
     if split not in split_map:
         raise errors.ConfigError(f"split must be one of {sorted(split_map)}, got {split!r}")
@@ -133,7 +150,12 @@ def tfds_records(
             shuffle_files=False,
             with_info=True,
         )
-    except (AssertionError, FileNotFoundError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
+    except (
+        AssertionError,
+        FileNotFoundError,
+        ValueError,
+        tfds.core.registered.DatasetNotFoundError,
+    ) as e:
         raise errors.DataError(
             f"tfds dataset {tfds_name!r} is not prepared here ({e}); prepare it with "
             f"`tfds build {tfds_name}` and pass its data dir",
@@ -241,10 +263,30 @@ _NEGATED = (
     (re.compile(r"\bnever\b"), "always"),
     (re.compile(r"\bno longer\b"), "still"),
 )
-_UNCONTRACT = {"is": "is", "are": "are", "does": "does", "do": "do", "was": "was", "were": "were",
-               "ca": "can", "wo": "will"}
+_UNCONTRACT = {
+    "is": "is",
+    "are": "are",
+    "does": "does",
+    "do": "do",
+    "was": "was",
+    "were": "were",
+    "ca": "can",
+    "wo": "will",
+}
 _NUMBER = re.compile(r"(?<![\w.])\d{1,6}(?![\w.]\d)")
-_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+)
 _NUMBER_WORD = re.compile(rf"\b({'|'.join(_NUMBER_WORDS)})\b", re.IGNORECASE)
 _IDENTIFIER = re.compile(
     r"(?<![\w.])(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*(?:\(\))?"  # dotted names: os.path.join
@@ -291,7 +333,11 @@ def swap_number(sentence: str, rng: random.Random) -> str | None:
     m = rng.choice(digits + spelled)
     if m in digits:
         value = int(m.group(0))
-        new = str(rng.choice([v for v in (value + 1, value * 2, max(value - 1, 0), value + 10) if v != value]))
+        new = str(
+            rng.choice(
+                [v for v in (value + 1, value * 2, max(value - 1, 0), value + 10) if v != value]
+            )
+        )
     else:
         current = m.group(0).lower()
         new = rng.choice([w for w in _NUMBER_WORDS[1:] if w != current])
@@ -312,7 +358,9 @@ def swap_antonym(sentence: str, rng: random.Random, antonyms: Mapping[str, str])
 
 def keywords(text: str) -> list[str]:
     """Code identifiers and capitalised names in a text: the swap candidates."""
-    return [m.group(0) for m in _IDENTIFIER.finditer(text)] + [m.group(0) for m in _NAME.finditer(text)]
+    return [m.group(0) for m in _IDENTIFIER.finditer(text)] + [
+        m.group(0) for m in _NAME.finditer(text)
+    ]
 
 
 def swap_keyword(
