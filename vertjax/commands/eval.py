@@ -7,7 +7,10 @@ import json
 
 from vertjax import gin_utils
 
-HELP = "evaluate a checkpoint: `vertjax eval ppl --gin_file=runs/eval.gin --gin.CHECKPOINT=...`"
+HELP = (
+    "evaluate: `vertjax eval ppl --gin_file=runs/eval.gin --gin.CHECKPOINT=...` | "
+    "`vertjax eval retrieval --questions Q.jsonl --index DIR`"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +18,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ppl = sub.add_parser("ppl", help="per-task perplexity of a checkpoint (gin-configured)")
     gin_utils.add_gin_flags(ppl)
     ppl.set_defaults(_eval=_run_ppl)
+    retrieval = sub.add_parser(
+        "retrieval", help="recall@k, MRR@10, nDCG@10 of bm25/dense/hybrid retrieval side by side"
+    )
+    retrieval.add_argument(
+        "--questions", required=True, help="JSONL {id, question, positive_ids | answers}"
+    )
+    retrieval.add_argument(
+        "--index", required=True, action="append", metavar="[NAME=]DIR", help="repeatable"
+    )
+    retrieval.add_argument("--out", help="report folder (default: DIR/eval of the first index)")
+    retrieval.add_argument(
+        "--retrievers", default="bm25,dense,hybrid", help="comma-separated: bm25, dense, hybrid"
+    )
+    retrieval.add_argument("--keywords", action="store_true", help="also with lexical keywords")
+    retrieval.add_argument(
+        "--no_rewrite", action="store_true", help="skip rewriting questions that have a history"
+    )
+    retrieval.add_argument("--no_verify", action="store_true", help="skip index SHA-256 checks")
+    retrieval.set_defaults(_eval=_run_retrieval)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,4 +52,24 @@ def _run_ppl(args: argparse.Namespace) -> int:
     gin_utils.check_required_macros()
     results = gin_utils.call_configurable(gin.get_configurable(ppl.evaluate_ppl))
     print(json.dumps(results, indent=2))
+    return 0
+
+
+def _run_retrieval(args: argparse.Namespace) -> int:
+    import pathlib
+
+    from vertjax.retrieval import evaluate
+
+    indexes = evaluate.parse_index_args(args.index)
+    result = evaluate.evaluate_indexes(
+        questions=args.questions,
+        indexes=indexes,
+        out_dir=args.out or pathlib.Path(next(iter(indexes.values()))) / "eval",
+        kinds=[k.strip() for k in args.retrievers.split(",") if k.strip()],
+        with_keywords=args.keywords,
+        with_rewrite=not args.no_rewrite,
+        verify=not args.no_verify,
+    )
+    print(result["markdown"])
+    print(f"table: {result['table']}\nplot: {result['plot']}")
     return 0

@@ -1,0 +1,54 @@
+"""`vertjax retrieve --index DIR --question "..."`: ranked passages from a built index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "search an index: ranked passages with ids, titles and scores (bm25 | dense | hybrid)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, help="a directory built by `vertjax index build`")
+    parser.add_argument("--question", required=True, action="append", help="repeatable")
+    parser.add_argument("-k", type=int, default=5, help="passages per question")
+    parser.add_argument("--retriever", choices=("bm25", "dense", "hybrid"), default="dense")
+    parser.add_argument(
+        "--keywords",
+        action="store_true",
+        help="search with lexically extracted keywords appended to the question",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per hit")
+    parser.add_argument("--width", type=int, default=200, help="text characters shown per hit")
+    parser.add_argument(
+        "--no_verify", action="store_true", help="skip the SHA-256 check of the index files"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from vertjax import errors
+    from vertjax.retrieval import dense, keywords
+
+    if args.k < 1:
+        raise errors.ConfigError(f"-k must be >= 1, got {args.k}")
+    retriever = dense.open_retriever(args.index, args.retriever, verify=not args.no_verify)
+    if args.keywords:
+        retriever = keywords.KeywordRetriever(
+            retriever, keywords.LexicalKeywords.from_index(args.index)
+        )
+    results = retriever.search(list(args.question), args.k)
+    for question, hits in zip(args.question, results, strict=True):
+        if args.json:
+            for hit in hits:
+                print(json.dumps(hit.to_json(), ensure_ascii=False))
+            continue
+        print(f"# {question}")
+        if not hits:
+            print("  (no passages)")
+        for hit in hits:
+            text = " ".join(hit.text.split())
+            if len(text) > args.width:
+                text = text[: args.width - 3] + "..."
+            print(f"{hit.rank:>3}  {hit.score:9.4f}  {hit.id}  {hit.title}")
+            print(f"     {text}")
+    return 0

@@ -1,0 +1,119 @@
+"""Dense retrieval with a trained GTR/DPR dual encoder, and opening any retriever of an index dir.
+
+`DenseRetriever` is `index.DenseRetriever` with its question encoder built from a checkpoint: the
+questions are tokenized with the retriever's vocab and embedded by its question tower (the shared
+tower for GTR). `open_retriever(index_dir, kind)` gives the `Retriever` that `vertjax retrieve`
+and `vertjax eval retrieval` use: "bm25", "dense" or "hybrid" (reciprocal-rank fusion of both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from vertjax import errors
+from vertjax.retrieval import encode, index
+from vertjax.retrieval.types import Retriever
+
+PathLike = str | os.PathLike
+KINDS = ("bm25", "dense", "hybrid")
+
+
+class QuestionEncoder:
+    """questions -> `[q, dim]` normalised embeddings from a dual encoder's question tower."""
+
+    def __init__(
+        self, model: Any, params: Any, vocab: Any, *, length: int = 64, batch_size: int = 32
+    ):
+        self.vocab, self.length = vocab, length
+        self.dimension = model.projection_dim
+        self._encoder = encode.BatchEncoder(model, params, kind="question", batch_size=batch_size)
+
+    def __call__(self, questions: list[str]) -> np.ndarray:
+        if not questions:
+            return np.zeros((0, self.dimension), np.float32)
+        return self._encoder(encode.tokenize(self.vocab, questions, length=self.length))
+
+
+class DenseRetriever(index.DenseRetriever):
+    """A `Retriever` over a `DenseIndex` whose questions a dual-encoder checkpoint embeds."""
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        dense_index: index.DenseIndex,
+        *,
+        retriever: PathLike,
+        vocab: PathLike,
+        question_length: int = 64,
+    ) -> DenseRetriever:
+        """Loads the dual encoder at `retriever` (run dir or `checkpoint_<step>`) and `vocab`."""
+        from vertjax.data import vocab as vocab_lib
+        from vertjax.models import encoder
+
+        model, params = encoder.load_dual_encoder(str(retriever))
+        if model.projection_dim != dense_index.dimension:
+            raise errors.RetrievalIndexError(
+                f"the retriever {retriever} embeds into {model.projection_dim} dimensions but the"
+                f" index has {dense_index.dimension} (built with another encoder?)"
+            )
+        vocabulary = vocab_lib.load_vocab(vocab)
+        encode.check_vocab_fits(vocabulary, model, vocab_path=vocab)
+        return cls(dense_index, QuestionEncoder(model, params, vocabulary, length=question_length))
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: PathLike,
+        *,
+        retriever: PathLike | None = None,
+        vocab: PathLike | None = None,
+        verify: bool = True,
+    ) -> DenseRetriever:
+        """Opens `index_dir`; the encoder and vocab default to those recorded at build time."""
+        recorded = read_retriever_file(index_dir)
+        return cls.from_checkpoint(
+            index.DenseIndex.load(index_dir, verify=verify),
+            retriever=retriever or recorded["retriever"],
+            vocab=vocab or recorded["vocab"],
+            question_length=int(recorded.get("question_length", 64)),
+        )
+
+
+def read_retriever_file(index_dir: PathLike) -> dict[str, Any]:
+    """The `retriever.json` that `build_index` wrote: which checkpoint and vocab encode questions."""
+    path = pathlib.Path(index_dir) / encode.RETRIEVER_FILE
+    if not path.is_file():
+        raise errors.RetrievalIndexError(
+            f"{path}: missing (no dense index here; build one with `vertjax index build"
+            " --retriever RUN_DIR`, or use --retriever bm25)"
+        )
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise errors.RetrievalIndexError(f"{path}: corrupted ({e})") from None
+    if not isinstance(recorded, dict) or not {"retriever", "vocab"} <= set(recorded):
+        raise errors.RetrievalIndexError(f"{path}: lacks 'retriever' and 'vocab'")
+    return recorded
+
+
+def open_retriever(
+    index_dir: PathLike, kind: str, *, verify: bool = True, depth: int = 100
+) -> Retriever:
+    """The "bm25", "dense" or "hybrid" (RRF of both, each `depth` deep) retriever of an index."""
+    from vertjax.retrieval import bm25, fusion
+
+    if kind not in KINDS:
+        raise errors.ConfigError(f"unknown retriever {kind!r}; use one of {KINDS}")
+    if kind == "bm25":
+        return bm25.BM25Index.load(index_dir, verify=verify)
+    dense = DenseRetriever.load(index_dir, verify=verify)
+    if kind == "dense":
+        return dense
+    return fusion.HybridRetriever(
+        [bm25.BM25Index.load(index_dir, verify=verify), dense], depth=depth
+    )

@@ -1,0 +1,293 @@
+"""Passage encoding for dense retrieval and `build_index`: one directory serving bm25|dense|hybrid.
+
+- `tokenize`: texts -> `[n, length]` int32 ids ending in EOS, 0-padded (the encoder's input).
+- `BatchEncoder`: `DualEncoderModel.encode` jitted over a data-parallel mesh (the batch is split
+  over every local device, params replicated), fixed batch shape so it compiles once.
+- `encode_passages`: streams a `PassageStore` through a `BatchEncoder` into an `EmbeddingWriter`
+  (memory-mapped, resumable at the last complete shard) with a progress bar.
+- `build_index`: passages JSONL + retriever run dir -> an index directory (`DenseIndex` files,
+  optionally `bm25/`), plus `retriever.json` saying which checkpoint and vocab encode questions.
+  Re-running the same command resumes an interrupted encoding; a finished index is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from vertjax import errors, io_utils
+from vertjax.retrieval import store
+
+PathLike = str | os.PathLike
+RETRIEVER_FILE = "retriever.json"
+BUILD_FILE = "build.json"
+EOS_ID = 1
+
+
+def passage_text(passage: Mapping[str, Any]) -> str:
+    """The text a passage is encoded (and trained) as: `title: text`, or the text alone."""
+    title, text = str(passage.get("title") or ""), str(passage.get("text") or "")
+    return f"{title}: {text}" if title else text
+
+
+def tokenize(vocab: Any, texts: Sequence[str], *, length: int) -> np.ndarray:
+    """`[len(texts), length]` int32: SentencePiece ids truncated to `length - 1`, then EOS, 0-pad."""
+    if length < 2:
+        raise errors.ConfigError(f"sequence length must be >= 2, got {length}")
+    tokens = np.zeros((len(texts), length), np.int32)
+    if not texts:
+        return tokens
+    for i, ids in enumerate(vocab.tokenizer.encode(list(texts), out_type=int)):
+        row = list(ids[: length - 1]) + [EOS_ID]
+        tokens[i, : len(row)] = row
+    return tokens
+
+
+def check_vocab_fits(vocab: Any, model: Any, *, vocab_path: PathLike) -> None:
+    """`ConfigError` when the vocab has ids the model's embedding table lacks (wrong vocab)."""
+    if vocab.vocab_size > model.config.vocab_size:
+        raise errors.ConfigError(
+            f"the vocab {vocab_path} has {vocab.vocab_size} ids but the retriever's embedding "
+            f"table only {model.config.vocab_size}: wrong vocab?"
+        )
+
+
+class BatchEncoder:
+    """Embeds token batches with a dual encoder, split over all local devices ("data" axis)."""
+
+    def __init__(self, model: Any, params: Any, *, kind: str, batch_size: int = 64):
+        import flax.linen as nn
+        import jax
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        from vertjax.train import partitioning
+
+        if kind not in ("question", "passage"):
+            raise ValueError(f"kind must be 'question' or 'passage', got {kind!r}")
+        self.mesh = partitioning.create_mesh((-1, 1), devices=jax.local_devices())
+        self.rules = partitioning.standard_logical_axis_rules()
+        devices = self.mesh.shape["data"]
+        self.batch_size = -(-max(batch_size, 1) // devices) * devices
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.params = jax.device_put(params, replicated)
+        self._nn = nn
+        self._fn = jax.jit(
+            lambda p, tokens: model.encode(p, tokens, kind=kind),
+            in_shardings=(replicated, partitioning.batch_sharding(self.mesh)),
+            out_shardings=replicated,
+        )
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        """`[n, length]` tokens -> `[n, dim]` float32 embeddings (last batch zero-padded)."""
+        import jax
+
+        out = []
+        with jax.set_mesh(self.mesh), self._nn.logical_axis_rules(self.rules):
+            for start in range(0, len(tokens), self.batch_size):
+                chunk = tokens[start : start + self.batch_size]
+                padded = np.zeros((self.batch_size, tokens.shape[1]), np.int32)
+                padded[: len(chunk)] = chunk
+                out.append(np.asarray(self._fn(self.params, padded))[: len(chunk)])
+        return np.concatenate(out, axis=0).astype(np.float32)
+
+
+def encode_passages(
+    *,
+    encoder: BatchEncoder,
+    vocab: Any,
+    passages: store.PassageStore,
+    out_dir: PathLike,
+    dim: int,
+    passage_length: int,
+    fingerprint: str | None = None,
+    shard_size: int = 8192,
+    progress: bool = True,
+) -> int:
+    """Encodes every passage into `out_dir/embeddings.npy`, resuming a partial run; returns the
+    row it resumed from (0 for a fresh run, `len(passages)` when already complete)."""
+    from tqdm import tqdm
+
+    with store.EmbeddingWriter(
+        out_dir, dim, len(passages), shard_size=shard_size, fingerprint=fingerprint
+    ) as writer:
+        resumed = writer.resumed_from
+        with tqdm(
+            total=len(passages),
+            initial=resumed,
+            desc="encode passages",
+            unit="passage",
+            disable=not progress,
+        ) as bar:
+            step = encoder.batch_size * 4
+            while not writer.complete:
+                rows = range(writer.next_row, min(writer.next_row + step, len(passages)))
+                texts = [passage_text(passages[r]) for r in rows]
+                writer.write(encoder(tokenize(vocab, texts, length=passage_length)))
+                bar.update(len(rows))
+    return resumed
+
+
+def source_files(source: pathlib.Path) -> list[pathlib.Path]:
+    """The passage JSONL files of `source`: itself, or every split of a data pack folder."""
+    if source.is_file():
+        return [source]
+    if (source / "manifest.json").is_file():
+        files = [source / f"{s}.jsonl" for s in ("train", "validation", "test")]
+        if all(f.is_file() for f in files):
+            return files
+    raise errors.DataError("not a passages JSONL nor a data pack folder", path=source)
+
+
+def _build_record(
+    *, source: pathlib.Path, retriever: PathLike | None, vocab: PathLike | None, passage_length: int
+) -> dict[str, Any]:
+    """What an index is built from; its hash fingerprints the encoding job for resumption."""
+    digests = "".join(store.sha256_file(f) for f in source_files(source))
+    record: dict[str, Any] = {
+        "passages": str(source.resolve()),
+        "passages_sha256": hashlib.sha256(digests.encode()).hexdigest(),
+        "passage_length": passage_length,
+    }
+    if retriever is not None:
+        from vertjax.data import vocab as vocab_lib
+        from vertjax.train import checkpoints
+
+        model_dir, step = checkpoints.resolve_checkpoint(retriever)
+        model_path = vocab_lib.resolve_model_path(vocab)
+        record.update(
+            retriever=str(model_dir),
+            step=step,
+            vocab=str(model_path.resolve()),
+            vocab_sha256=store.sha256_file(model_path),
+        )
+    return record
+
+
+def _fingerprint(record: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _copy_passages(source: pathlib.Path, out: pathlib.Path, record: Mapping[str, Any]) -> None:
+    """Writes `out/passages.jsonl` (+ offsets) unless a previous build already did, for `record`."""
+    build = out / BUILD_FILE
+    previous = json.loads(build.read_text(encoding="utf-8")) if build.is_file() else {}
+    if previous.get("passages_sha256") == record["passages_sha256"]:
+        try:
+            store.PassageStore.open(out / store.PASSAGES_FILE)
+            return
+        except errors.RetrievalIndexError:
+            pass
+    sources = [store.PassageStore.from_jsonl(f) for f in source_files(source)]
+    store.PassageStore.write(
+        out / store.PASSAGES_FILE, (s[i] for s in sources for i in range(len(s)))
+    )
+    for s in sources:
+        s.close()
+
+
+def _already_built(
+    out: pathlib.Path, record: Mapping[str, Any], *, method: str, bm25: bool
+) -> bool:
+    from vertjax.retrieval import bm25 as bm25_lib
+    from vertjax.retrieval import index
+
+    build = out / BUILD_FILE
+    if not build.is_file() or json.loads(build.read_text(encoding="utf-8")) != record:
+        return False
+    try:
+        if "retriever" in record and index.read_manifest(out)["method"] != method:
+            return False
+    except errors.RetrievalIndexError:
+        return False
+    return not bm25 or (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).is_file()
+
+
+def build_index(
+    *,
+    passages: PathLike,
+    out: PathLike,
+    retriever: PathLike | None = None,
+    vocab: PathLike | None = None,
+    method: str = "scann",
+    bm25: bool = False,
+    passage_length: int = 256,
+    question_length: int = 64,
+    batch_size: int = 64,
+    scann_params: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Builds (or resumes, or finds finished) an index directory; returns a summary.
+
+    Args:
+      passages: passages JSONL `{id, title, text}`, or a data pack folder (all its splits).
+      retriever: a dual-encoder run dir (or `checkpoint_<step>`); None for a BM25-only index.
+      vocab: the SentencePiece model (or its dir) the retriever was trained with.
+      method: "scann" or "brute" (exact search).
+      bm25: also build the BM25 index (for `--retriever bm25|hybrid`).
+      passage_length / question_length: encoder input lengths (questions: at search time).
+      scann_params: overrides of `index.default_scann_params`.
+    """
+    from vertjax.retrieval import bm25 as bm25_lib
+    from vertjax.retrieval import index
+
+    source, out = pathlib.Path(passages), pathlib.Path(out)
+    if retriever is None and not bm25:
+        raise errors.ConfigError("nothing to build: give a retriever (dense) and/or bm25")
+    if retriever is not None and vocab is None:
+        raise errors.ConfigError("a dense index needs the retriever's vocab (--vocab)")
+    record = _build_record(
+        source=source, retriever=retriever, vocab=vocab, passage_length=passage_length
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"out": str(out), **record}
+    if _already_built(out, record, method=method, bm25=bm25):
+        return {**summary, "status": "already built"}
+    # A manifest left by an earlier build must not vouch for this one if it is interrupted.
+    (out / index.MANIFEST_FILE).unlink(missing_ok=True)
+    (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).unlink(missing_ok=True)
+    _copy_passages(source, out, record)
+    io_utils.atomic_write_json(out / BUILD_FILE, record)
+    passage_store = store.PassageStore.open(out / store.PASSAGES_FILE)
+    summary["count"] = len(passage_store)
+    if retriever is not None:
+        from vertjax.data import vocab as vocab_lib
+        from vertjax.models import encoder
+
+        model, params = encoder.load_dual_encoder(str(retriever))
+        vocabulary = vocab_lib.load_vocab(vocab)
+        check_vocab_fits(vocabulary, model, vocab_path=vocab)
+        summary["resumed_from_row"] = encode_passages(
+            encoder=BatchEncoder(model, params, kind="passage", batch_size=batch_size),
+            vocab=vocabulary,
+            passages=passage_store,
+            out_dir=out,
+            dim=model.projection_dim,
+            passage_length=passage_length,
+            fingerprint=_fingerprint(record),
+            progress=progress,
+        )
+        io_utils.atomic_write_json(
+            out / RETRIEVER_FILE,
+            {
+                "retriever": record["retriever"],
+                "step": record["step"],
+                "vocab": record["vocab"],
+                "question_length": question_length,
+                "passage_length": passage_length,
+            },
+        )
+        dense = index.DenseIndex.build(
+            out, metadata=passage_store, method=method, **dict(scann_params or {})
+        )
+        dense.save(out)
+        summary.update(method=method, dimension=dense.dimension, params=dense.params)
+    if bm25:
+        bm25_lib.BM25Index.build(passage_store).save(out)
+    summary["status"] = "built"
+    return summary
