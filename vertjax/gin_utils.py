@@ -101,7 +101,9 @@ def parse_gin(
 ) -> None:
     """Parses gin files and bindings; every failure becomes one `ConfigError` naming the culprit."""
     gin.clear_config()
-    search = [p for p in gin_search_paths if p] + [os.getcwd(), str(BUILTIN_GIN_DIR)]
+    # Built-in gin_configs before the working directory: includes such as `runs/pretrain.gin` must not
+    # be looked up in a user's `runs/` output folder first (gin logs every miss as an error).
+    search = [p for p in gin_search_paths if p] + [str(BUILTIN_GIN_DIR), os.getcwd()]
     for path in search:
         gin.add_config_file_search_path(path)
     resolved = []
@@ -190,7 +192,10 @@ def call_configurable(fn: Callable[..., Any], **kwargs: Any) -> Any:
     try:
         return fn(**kwargs)
     except errors.VertjaxError as e:
-        raise type(e)(str(e).splitlines()[0]) from None
+        # gin re-raises through a proxy subclass that adds "In call to configurable ..." lines;
+        # re-raise the vertjax class itself with the first line only.
+        cls = next(c for c in type(e).__mro__ if vars(errors).get(c.__name__) is c)
+        raise cls(str(e).splitlines()[0]) from None
     except (TypeError, ValueError, RuntimeError) as e:
         text = str(e)
         if "REQUIRED" in text or "Required" in text or "gin" in text.lower():
