@@ -1,0 +1,127 @@
+"""sentence-transformers T5-encoder (GTR) import: parity with a torch reference on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from vertjax import errors
+from vertjax.convert import gtr
+from vertjax.models import encoder
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def _write_st_model(root: pathlib.Path, *, dense: bool = True, pooling: str = "mean") -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = transformers.T5Config(
+        vocab_size=64,
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=2,
+        num_heads=2,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    model = transformers.T5EncoderModel(config).eval()
+    model.save_pretrained(root / "0_Transformer", safe_serialization=True)
+    modules = [{"idx": 0, "name": "0", "path": "0_Transformer", "type": "Transformer"}]
+    (root / "1_Pooling").mkdir(parents=True)
+    (root / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": 16,
+                "pooling_mode_mean_tokens": pooling == "mean",
+                "pooling_mode_cls_token": pooling == "cls",
+            }
+        )
+    )
+    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "Pooling"})
+    if dense:
+        (root / "2_Dense").mkdir()
+        (root / "2_Dense" / "config.json").write_text(
+            json.dumps(
+                {
+                    "in_features": 16,
+                    "out_features": 12,
+                    "bias": False,
+                    "activation_function": "torch.nn.modules.linear.Identity",
+                }
+            )
+        )
+        save_file({"linear.weight": torch.randn(12, 16)}, root / "2_Dense" / "model.safetensors")
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "Dense"})
+    (root / "3_Normalize").mkdir()
+    modules.append({"idx": 3, "name": "3", "path": "3_Normalize", "type": "Normalize"})
+    for m in modules:
+        m["type"] = "sentence_transformers.models." + m["type"]
+    (root / "modules.json").write_text(json.dumps(modules))
+
+
+def _reference(root: pathlib.Path, ids: np.ndarray) -> np.ndarray:
+    """What sentence-transformers computes: mean over the mask, Dense, L2 normalisation."""
+    from safetensors.torch import load_file
+
+    model = transformers.T5EncoderModel.from_pretrained(root / "0_Transformer").eval()
+    tokens = torch.tensor(ids)
+    mask = (tokens > 0).float()
+    with torch.no_grad():
+        hidden = model(input_ids=tokens, attention_mask=mask).last_hidden_state
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        dense = root / "2_Dense" / "model.safetensors"
+        if dense.is_file():
+            pooled = pooled @ load_file(dense)["linear.weight"].T
+        out = torch.nn.functional.normalize(pooled, dim=-1)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_imported_gtr_matches_the_torch_pipeline(tmp_path, dense):
+    _write_st_model(tmp_path / "st", dense=dense)
+    ids = np.array([[5, 9, 17, 3, 1, 0, 0], [7, 1, 0, 0, 0, 0, 0]], dtype=np.int32)
+    model, params = gtr.from_sentence_transformers(tmp_path / "st")
+    assert model.shared and model.projection_dim == (12 if dense else 16)
+    got = np.asarray(model.encode(params, ids, kind="passage"))
+    np.testing.assert_allclose(got, _reference(tmp_path / "st", ids), atol=2e-5)
+
+
+def test_import_writes_a_loadable_retriever_run_dir(tmp_path):
+    _write_st_model(tmp_path / "st")
+    gtr.import_sentence_transformers(tmp_path / "st", tmp_path / "run")
+    model, params = encoder.load_dual_encoder(str(tmp_path / "run"))
+    ids = np.array([[5, 9, 1, 0]], dtype=np.int32)
+    np.testing.assert_allclose(
+        np.asarray(model.encode(params, ids, kind="question")),
+        _reference(tmp_path / "st", ids),
+        atol=2e-5,
+    )
+
+
+def test_cls_pooling_is_refused(tmp_path):
+    _write_st_model(tmp_path / "st", pooling="cls")
+    with pytest.raises(errors.DataError, match="mean-pools"):
+        gtr.from_sentence_transformers(tmp_path / "st")
+
+
+def test_missing_normalize_and_bad_tensors_are_named(tmp_path):
+    _write_st_model(tmp_path / "st")
+    modules = json.loads((tmp_path / "st" / "modules.json").read_text())
+    (tmp_path / "st" / "modules.json").write_text(json.dumps(modules[:-1]))
+    with pytest.raises(errors.DataError, match="no Normalize module"):
+        gtr.from_sentence_transformers(tmp_path / "st")
+    (tmp_path / "st" / "modules.json").write_text(json.dumps(modules))
+    (tmp_path / "st" / "2_Dense" / "config.json").write_text(
+        json.dumps({"in_features": 16, "out_features": 12, "bias": True})
+    )
+    with pytest.raises(errors.DataError, match="bias"):
+        gtr.from_sentence_transformers(tmp_path / "st")
