@@ -30,6 +30,9 @@ from vertjax.retrieval.index import DenseIndex, default_scann_params, exact_sear
 METHODS = ("scann", "hnsw", "ivfpq", "brute")
 # Search-knob sweeps, fine enough that no method is stopped far past the target recall.
 FRACTIONS = (
+    0.001,
+    0.002,
+    0.003,
     0.005,
     0.01,
     0.015,
