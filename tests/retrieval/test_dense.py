@@ -1,0 +1,143 @@
+"""Passage encoding, build_index (resumable, dense + BM25 in one dir) and DenseRetriever."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from vertjax import errors
+from vertjax.data import vocab as vocab_lib
+from vertjax.models import encoder, t5
+from vertjax.retrieval import dense, encode, store
+from vertjax.train import checkpoints
+
+LENGTH = 96
+
+
+def make_retriever(run_dir, *, vocab_size=400, projection_dim=16, shared=True):
+    """A randomly initialised dual encoder saved as a retriever run dir."""
+    config = t5.T5Config(
+        vocab_size=vocab_size,
+        emb_dim=16,
+        num_heads=2,
+        head_dim=8,
+        mlp_dim=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+    )
+    model = encoder.DualEncoderModel(config, projection_dim=projection_dim, shared=shared)
+    checkpoints.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
+    model.save_config(str(run_dir))
+    return run_dir
+
+
+def test_tokenize_truncates_appends_eos_and_pads(tiny_vocab):
+    vocab = vocab_lib.load_vocab(tiny_vocab)
+    tokens = encode.tokenize(vocab, ["the database reads every row", ""], length=4)
+    assert tokens.shape == (2, 4) and tokens.dtype == np.int32
+    assert tokens[0, -1] == encode.EOS_ID and (tokens[0] > 0).all()
+    assert tokens[1].tolist() == [encode.EOS_ID, 0, 0, 0]
+
+
+def test_build_index_finds_each_passage_from_its_own_text(tmp_path, tiny_corpus_jsonl, tiny_vocab):
+    run = make_retriever(tmp_path / "gtr")
+    summary = encode.build_index(
+        passages=tiny_corpus_jsonl,
+        out=tmp_path / "index",
+        retriever=run,
+        vocab=tiny_vocab,
+        method="brute",
+        bm25=True,
+        passage_length=LENGTH,
+        question_length=LENGTH,
+        batch_size=24,
+        progress=False,
+    )
+    assert summary["status"] == "built" and summary["count"] == 200
+    retriever = dense.DenseRetriever.load(tmp_path / "index")
+    passages = store.PassageStore.open(tmp_path / "index" / store.PASSAGES_FILE)
+    rows = [0, 57, 199]
+    queries = [encode.passage_text(passages[r]) for r in rows]
+    hits = retriever.search(queries, 3)
+    assert [h[0].id for h in hits] == [passages[r]["id"] for r in rows]
+    assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)
+    for kind in dense.KINDS:
+        assert len(dense.open_retriever(tmp_path / "index", kind).search(["row"], 5)[0]) == 5
+    again = encode.build_index(
+        passages=tiny_corpus_jsonl,
+        out=tmp_path / "index",
+        retriever=run,
+        vocab=tiny_vocab,
+        method="brute",
+        bm25=True,
+        passage_length=LENGTH,
+        question_length=LENGTH,
+        progress=False,
+    )
+    assert again["status"] == "already built"
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_encoding_resumes_to_the_same_embeddings(
+    tmp_path, tiny_corpus_jsonl, tiny_vocab
+):
+    model, params = encoder.load_dual_encoder(str(make_retriever(tmp_path / "gtr")))
+    vocab = vocab_lib.load_vocab(tiny_vocab)
+    passages = store.PassageStore.from_jsonl(tiny_corpus_jsonl)
+    batch_encoder = encode.BatchEncoder(model, params, kind="passage", batch_size=16)
+    kwargs = dict(vocab=vocab, passages=passages, dim=16, passage_length=32, shard_size=64)
+    straight = tmp_path / "straight"
+    assert (
+        encode.encode_passages(encoder=batch_encoder, out_dir=straight, progress=False, **kwargs)
+        == 0
+    )
+
+    calls = []
+
+    def flaky(tokens):
+        calls.append(len(tokens))
+        if len(calls) == 3:  # 128 rows written, 2 shards recorded
+            raise _Interrupt
+        return batch_encoder(tokens)
+
+    flaky.batch_size = batch_encoder.batch_size
+    with pytest.raises(_Interrupt):
+        encode.encode_passages(
+            encoder=flaky, out_dir=tmp_path / "resumed", progress=False, **kwargs
+        )
+    resumed_from = encode.encode_passages(
+        encoder=batch_encoder, out_dir=tmp_path / "resumed", progress=False, **kwargs
+    )
+    assert resumed_from == 128
+    np.testing.assert_allclose(
+        store.open_embeddings(tmp_path / "resumed" / store.EMBEDDINGS_FILE),
+        store.open_embeddings(straight / store.EMBEDDINGS_FILE),
+        atol=1e-6,
+    )
+
+
+def test_mismatched_encoder_and_vocab_are_clear_errors(tmp_path, tiny_corpus_jsonl, tiny_vocab):
+    run = make_retriever(tmp_path / "gtr")
+    encode.build_index(
+        passages=tiny_corpus_jsonl,
+        out=tmp_path / "index",
+        retriever=run,
+        vocab=tiny_vocab,
+        method="brute",
+        passage_length=16,
+        progress=False,
+    )
+    other = make_retriever(tmp_path / "other", projection_dim=8)
+    with pytest.raises(errors.RetrievalIndexError, match="8 dimensions but the index has 16"):
+        dense.DenseRetriever.load(tmp_path / "index", retriever=other)
+    small = make_retriever(tmp_path / "small", vocab_size=50)
+    with pytest.raises(errors.ConfigError, match="wrong vocab"):
+        dense.DenseRetriever.load(tmp_path / "index", retriever=small)
+    with pytest.raises(errors.RetrievalIndexError, match="no BM25 index"):
+        dense.open_retriever(tmp_path / "index", "hybrid")
+    with pytest.raises(errors.ConfigError, match="nothing to build"):
+        encode.build_index(passages=tiny_corpus_jsonl, out=tmp_path / "x")
