@@ -1,0 +1,391 @@
+"""The answering system: parse → retrieve → select → cited answer → consistency check.
+
+`Assistant.answer(question, history)` runs the seed's pipeline (question parsing, knowledge
+retrieval, reasoning/answering) and returns an `AnswerResult`: the rewritten question, its
+sub-questions with their domain verdicts, retrieved and selected passages, answer sentences with
+citations and per-sentence consistency verdicts, timings per stage, and a refusal flag + reason.
+
+Each sub-question is retrieved and answered on its own; the answers are merged and every citation
+`[n]` points into the merged `selected` list. `offline_assistant` builds the zero-model system
+(BM25 + extractive answers + lexical consistency) over a built data pack, the demo's fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from vertjax import errors
+from vertjax.consistency import postprocess
+from vertjax.retrieval.rewrite import Rewriter
+from vertjax.retrieval.types import Hit, Retriever
+from vertjax.synth import refusals
+from vertjax.system import generation, parsing
+
+PathLike = str | os.PathLike
+Selector = Callable[[str, Sequence[Hit]], list[Hit]]
+KeywordExpander = Callable[[list[str]], list[list[str]]]
+NO_ANSWER = "no answer found: the selected passages hold no sentence relevant to the question"
+
+
+class ConsistencyScorer(Protocol):
+    """`nli.Scorer`-like: `predict(premises, hypotheses)` → objects with p_entailment, label."""
+
+    def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> Sequence[Any]: ...
+
+
+@dataclasses.dataclass
+class Passage:
+    """A retrieved or selected passage; `sub_question` indexes `AnswerResult.sub_questions`."""
+
+    id: str
+    title: str
+    score: float
+    rank: int
+    sub_question: int
+    text: str | None = None
+
+
+@dataclasses.dataclass
+class SubQuestion:
+    """One parsed sub-question, as retrieved, and whether it was refused."""
+
+    text: str
+    refused: bool
+    reason: str | None
+    p_in_domain: float | None
+    top_score: float | None
+
+
+@dataclasses.dataclass
+class AnswerSentence:
+    """An answer sentence; `citations` are 1-based into `AnswerResult.selected`.
+
+    `status` is supported | unsupported | contradicted (NLI verdict) or unchecked (no scorer).
+    """
+
+    text: str
+    citations: list[int]
+    passage_ids: list[str]
+    sub_question: int
+    status: str = "unchecked"
+    p_entailment: float | None = None
+    supported: bool | None = None
+    regenerated: bool = False
+
+
+@dataclasses.dataclass
+class AnswerResult:
+    """Everything the assistant did for one question (`dataclasses.asdict` is `--json`)."""
+
+    question: str
+    rewritten_question: str
+    sub_questions: list[SubQuestion]
+    retrieved: list[Passage]
+    selected: list[Passage]
+    sentences: list[AnswerSentence]
+    answer: str
+    refused: bool
+    refusal_reason: str | None
+    timings_ms: dict[str, float]
+    generator: str
+    consistency_policy: str
+    removed_sentences: int = 0
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def stage(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0.0) + 1000.0 * (now - since)
+        return now
+
+    def total(self) -> dict[str, float]:
+        self.ms["total"] = 1000.0 * (time.perf_counter() - self._start)
+        return {k: round(v, 3) for k, v in self.ms.items()}
+
+
+class Assistant:
+    """The configurable answering pipeline (gin binds its components; see gin_configs/system).
+
+    Args:
+      retriever: any `Retriever` (BM25, dense, hybrid).
+      rewriter: context rewriting of follow-ups and of later sub-questions (None: off).
+      keyword_expander: `questions -> keywords` appended to each retrieval query (None: off).
+      selector: `(question, hits) -> hits` in prompt order (default: `KnowledgeSelector(k=k)`).
+      generator: an `AnswerGenerator`.
+      consistency_scorer: an NLI scorer checking every sentence against its cited passages.
+      postprocess_policy: "drop", "flag" or "regenerate" (or a `PostprocessConfig`).
+      ood_classifier: P(in-domain) classifier; refusals below its threshold.
+      k: passages selected per sub-question; `retrieve_k` passages retrieved per sub-question.
+      min_top_score: refuse when retrieval's best score is below this (fallback OOD gate).
+      domain: named in the refusal message.
+    """
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        *,
+        rewriter: Rewriter | None = None,
+        keyword_expander: KeywordExpander | None = None,
+        selector: Selector | None = None,
+        generator: generation.AnswerGenerator,
+        consistency_scorer: ConsistencyScorer | None = None,
+        postprocess_policy: str | postprocess.PostprocessConfig = "flag",
+        ood_classifier: parsing.DomainClassifier | None = None,
+        k: int = 4,
+        retrieve_k: int = 20,
+        min_top_score: float | None = None,
+        domain: str = refusals.DOMAIN,
+        max_sub_questions: int = 5,
+    ):
+        from vertjax.retrieval import selection
+
+        if k < 1 or retrieve_k < k or max_sub_questions < 1:
+            raise errors.ConfigError(
+                f"need 1 <= k <= retrieve_k and max_sub_questions >= 1 (got k={k},"
+                f" retrieve_k={retrieve_k}, max_sub_questions={max_sub_questions})"
+            )
+        if isinstance(postprocess_policy, str):
+            postprocess_policy = postprocess.PostprocessConfig(policy=postprocess_policy)
+        self.retriever, self.rewriter, self.keyword_expander = retriever, rewriter, keyword_expander
+        self.selector = selector or selection.KnowledgeSelector(k=k)
+        self.generator, self.consistency_scorer = generator, consistency_scorer
+        self.postprocess_config = postprocess_policy
+        self.gate = parsing.DomainGate(classifier=ood_classifier, min_top_score=min_top_score)
+        self.k, self.retrieve_k, self.max_sub_questions = k, retrieve_k, max_sub_questions
+        self.refusal_message = refusals.DEFAULT_REFUSAL.format(domain=domain)
+
+    def _queries(self, questions: list[str]) -> list[str]:
+        if self.keyword_expander is None:
+            return questions
+        expanded = self.keyword_expander(questions)
+        return [f"{q} {' '.join(kw)}".strip() for q, kw in zip(questions, expanded, strict=True)]
+
+    def answer(self, question: str, history: Sequence[Any] = ()) -> AnswerResult:
+        """Answers one turn; `history` holds earlier turns (strings or `{role, content}`)."""
+        if not isinstance(question, str) or not question.strip():
+            raise errors.ConfigError("the question must be a non-empty string")
+        timer = _Timer()
+        t = time.perf_counter()
+        rewritten = parsing.contextualize(question, parsing.user_turns(history), self.rewriter)
+        t = timer.stage("rewrite", t)
+        texts = parsing.decompose(rewritten)[: self.max_sub_questions]
+        texts = parsing.resolve_sub_questions(texts, self.rewriter)
+        t = timer.stage("decompose", t)
+        p_in = self.gate.classify(texts)
+        t = timer.stage("ood", t)
+        hits = self.retriever.search(self._queries(texts), self.retrieve_k)
+        t = timer.stage("retrieve", t)
+        subs = []
+        for text, p, sub_hits in zip(texts, p_in, hits, strict=True):
+            v = self.gate.verdict(p, sub_hits)
+            subs.append(SubQuestion(text, v.refused, v.reason, v.p_in_domain, v.top_score))
+        retrieved = [
+            Passage(h.id, h.title, h.score, h.rank, i) for i, hs in enumerate(hits) for h in hs
+        ]
+        selected: list[Passage] = []
+        number: dict[str, int] = {}
+        chosen_per_sub: dict[int, list[Hit]] = {}
+        for i, sub in enumerate(subs):
+            if sub.refused:
+                continue
+            chosen_per_sub[i] = list(self.selector(sub.text, hits[i]))[-self.k :]
+            for h in chosen_per_sub[i]:
+                if h.id not in number:
+                    selected.append(Passage(h.id, h.title, h.score, h.rank, i, h.text))
+                    number[h.id] = len(selected)
+        t = timer.stage("select", t)
+        raw: list[dict[str, Any]] = []
+        for i, chosen in chosen_per_sub.items():
+            for s in self.generator.generate(subs[i].text, chosen):
+                if any(r["text"] == s["text"] for r in raw):
+                    continue  # two sub-questions answered by the same sentence
+                cited = [number[chosen[c - 1].id] for c in s["citations"] if 1 <= c <= len(chosen)]
+                raw.append({"text": s["text"], "citations": list(dict.fromkeys(cited)), "sub": i})
+        t = timer.stage("generate", t)
+        sentences, removed = self._check(raw, selected)
+        timer.stage("consistency", t)
+        refused, reason = self._refusal(subs, sentences)
+        return AnswerResult(
+            question=question,
+            rewritten_question=rewritten,
+            sub_questions=subs,
+            retrieved=retrieved,
+            selected=selected,
+            sentences=sentences,
+            answer=self._render(subs, sentences, selected, refused, reason),
+            refused=refused,
+            refusal_reason=reason,
+            timings_ms=timer.total(),
+            generator=self.generator.name,
+            consistency_policy=self.postprocess_config.policy if self.consistency_scorer else "off",
+            removed_sentences=removed,
+        )
+
+    def _check(
+        self, raw: list[dict[str, Any]], selected: list[Passage]
+    ) -> tuple[list[AnswerSentence], int]:
+        """NLI verdicts per sentence and the post-processing policy (skipped without a scorer)."""
+
+        def sentence(s: Mapping[str, Any], sub: int) -> AnswerSentence:
+            status = s.get("status", "unchecked")
+            return AnswerSentence(
+                text=s["text"],
+                citations=list(s["citations"]),
+                passage_ids=[selected[c - 1].id for c in s["citations"]],
+                sub_question=sub,
+                status=status,
+                p_entailment=s.get("p_entailment"),
+                supported=None if status == "unchecked" else status == "supported",
+                regenerated=bool(s.get("regenerated", False)),
+            )
+
+        if self.consistency_scorer is None or not raw:
+            return [sentence(s, s["sub"]) for s in raw], 0
+        out: list[AnswerSentence] = []
+        removed = 0
+        records = [{"title": p.title, "text": p.text or ""} for p in selected]
+        for sub in dict.fromkeys(s["sub"] for s in raw):  # per sub-question, in order
+            part = [s for s in raw if s["sub"] == sub]
+            checked = postprocess.postprocess_answer(
+                part,
+                records,
+                predict=self.consistency_scorer.predict,
+                config=self.postprocess_config,
+                regenerate=generation.quote_source,
+            )
+            out += [sentence(s, sub) for s in checked["sentences"]]
+            removed += checked["removed"]
+        return out, removed
+
+    def _refusal(
+        self, subs: list[SubQuestion], sentences: list[AnswerSentence]
+    ) -> tuple[bool, str | None]:
+        if all(s.refused for s in subs):
+            return True, "; ".join(dict.fromkeys(s.reason for s in subs if s.reason))
+        if not sentences:
+            return True, NO_ANSWER
+        return False, None
+
+    def _render(self, subs, sentences, selected, refused, reason) -> str:
+        """The user-facing text: cited sentences, notes on refused parts, and the sources."""
+        if refused:
+            return self.refusal_message if reason != NO_ANSWER else f"I could not answer: {reason}."
+        shown = [
+            {
+                "text": s.text,
+                "citations": s.citations,
+                "status": "supported" if s.status == "unchecked" else s.status,
+            }
+            for s in sentences
+        ]
+        lines = [postprocess.render(shown, flag_marker=self.postprocess_config.flag_marker)]
+        lines += [f"({s.text} Not answered: {s.reason}.)" for s in subs if s.refused]
+        cited = sorted({c for s in sentences for c in s.citations})
+        if cited:
+            lines.append("Sources:")
+            lines += [f"[{c}] {selected[c - 1].title} ({selected[c - 1].id})" for c in cited]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LexicalPrediction:
+    p_entailment: float
+    label: str
+
+
+class LexicalScorer:
+    """A model-free consistency check: the share of a sentence's words found in its premise.
+
+    The trivial baseline of `consistency.metrics.lexical_overlap`; it is what the zero-model
+    system reports until an NLI model is trained (`nli.Scorer` drops in for it). It catches
+    answers that drift from their sources, not subtle contradictions.
+    """
+
+    name = "lexical-overlap"
+
+    def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[Any]:
+        from vertjax.consistency import metrics
+
+        out = []
+        for premise, hypothesis in zip(premises, hypotheses, strict=True):
+            p = metrics.lexical_overlap(premise, hypothesis)
+            out.append(_LexicalPrediction(p, "entailment" if p >= 0.5 else "neutral"))
+        return out
+
+
+def load_retriever(index_dir: PathLike, *, kind: str = "bm25", verify: bool = True) -> Retriever:
+    """The retriever of an index built by `vertjax index build` (or `build_bm25_index`)."""
+    if kind == "bm25":
+        from vertjax.retrieval import bm25
+
+        return bm25.BM25Index.load(index_dir, verify=verify)
+    from vertjax.retrieval import dense
+
+    return dense.open_retriever(index_dir, kind, verify=verify)
+
+
+def build_bm25_index(pack_dir: PathLike, index_dir: PathLike) -> pathlib.Path:
+    """Builds (once) a BM25 index of every passage of a built data pack into `index_dir`."""
+    from vertjax.data import packs
+    from vertjax.retrieval import bm25
+
+    index_dir = pathlib.Path(index_dir)
+    if not (index_dir / bm25.BM25_DIR / bm25.MANIFEST_FILE).is_file():
+        passages = [
+            {"id": p["id"], "title": p["title"], "text": p["text"]}
+            for p in packs.load_passages(pack_dir)
+        ]
+        bm25.BM25Index.build(passages).save(index_dir)
+    return index_dir
+
+
+def load_ood_classifier(directory: PathLike | None, *, threshold: float | None = None) -> Any:
+    """A saved `ood.HashedLogisticClassifier`, or None when `directory` is None."""
+    from vertjax.system import ood
+
+    return (
+        None
+        if directory is None
+        else ood.HashedLogisticClassifier.load(directory, threshold=threshold)
+    )
+
+
+def offline_assistant(
+    *,
+    index_dir: PathLike,
+    pack_dir: PathLike | None = None,
+    ood_dir: PathLike | None = None,
+    k: int = 4,
+    min_top_score: float | None = None,
+    postprocess_policy: str = "flag",
+    domain: str = refusals.DOMAIN,
+) -> Assistant:
+    """The zero-model system: BM25 + rule rewriting + extractive cited answers + lexical checks.
+
+    With `pack_dir`, a BM25 index of the pack is built into `index_dir` first if none is there.
+    `ood_dir` adds the trained domain classifier; `min_top_score` the retrieval-score fallback.
+    """
+    from vertjax.retrieval import rewrite
+
+    if pack_dir is not None:
+        build_bm25_index(pack_dir, index_dir)
+    return Assistant(
+        load_retriever(index_dir, kind="bm25"),
+        rewriter=rewrite.RuleRewriter(),
+        generator=generation.ExtractiveGenerator(),
+        consistency_scorer=LexicalScorer(),
+        postprocess_policy=postprocess_policy,
+        ood_classifier=load_ood_classifier(ood_dir),
+        k=k,
+        min_top_score=min_top_score,
+        domain=domain,
+    )

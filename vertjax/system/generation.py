@@ -1,0 +1,321 @@
+"""Answer generation with citations (ALCE style): selected passages in, cited sentences out.
+
+Every generator implements `AnswerGenerator.generate(question, passages) -> [{text, citations}]`
+with 1-based citations into `passages` (the selected passages, in prompt order):
+- `ExtractiveGenerator`: no model. Picks the passages' sentences that share the most (IDF-weighted)
+  words with the question and cites the passage each comes from: deterministic, always grounded,
+  so the offline system gives sensible cited answers with zero trained models.
+- `T5AnswerGenerator`: a T5 checkpoint fine-tuned on `vertjax.consistency.citations` records
+  (`answer with citations: question: ... passages: [1] ...`); greedy decoding goes through lossless
+  reference decoding (`vertjax.models.reference_decoding`) with the passages as the copy source.
+- `BackendAnswerGenerator`: any `vertjax.synth.backends.Generator`, e.g. an OpenAI-compatible
+  server, prompted with the numbered passages and asked to cite them as [n].
+`quote_source` is a `regenerate` callable for the consistency post-processing policy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from vertjax import errors
+from vertjax.consistency import citations
+from vertjax.retrieval.keywords import STOPWORDS
+from vertjax.retrieval.types import Hit
+
+PathLike = str | os.PathLike
+Sentence = dict[str, Any]  # {text, citations: [1-based passage numbers]}
+_WORD = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*|\d+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(`])")
+_RULE = re.compile(r"[*=~^#+-]{3,}")
+_CODE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.|\$ |[{}\[\]()]|\w+\s*=\s)")
+BACKEND_PROMPT = (
+    "Answer the question using only the numbered passages below. Write short sentences and end "
+    "each sentence with the numbers of the passages that support it, like [1] or [1][2]. If the "
+    "passages do not contain the answer, say so.\n\n{passages}\n\nQuestion: {question}\nAnswer:"
+)
+
+
+class AnswerGenerator(Protocol):
+    """Writes a cited answer to `question` from `passages` (selected, in prompt order)."""
+
+    name: str
+
+    def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]: ...
+
+
+def content_words(text: str) -> list[str]:
+    """Lowercased words minus stopwords and one-letter tokens; a dotted name (`json.dumps`)
+    also gives its parts."""
+    out = []
+    for token in (t.lower() for t in _WORD.findall(text)):
+        out += [token, *token.split(".")] if "." in token else [token]
+    return [w for w in out if w not in STOPWORDS and len(w) > 1]
+
+
+def _stem(word: str) -> str:
+    """A crude suffix-stripping stem, so "files"/"file" and "sorting"/"sort" match."""
+    for suffix in ("ing", "es", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def passage_sentences(text: str, *, max_chars: int = 400) -> list[str]:
+    """Prose sentences of a passage: headings rules, code lines and fragments are left out."""
+    out = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [ln for ln in paragraph.splitlines() if not _CODE_LINE.match(ln)]
+        prose = _RULE.sub(" ", " ".join(" ".join(lines).split()))
+        for sentence in _SENTENCE_END.split(prose.strip()):
+            sentence = sentence.strip()
+            words = sentence.split()
+            starts = sentence[0].isupper() or sentence[0] in "\"'`(*"
+            complete = starts and sentence[-1] in ".!?"
+            if 4 <= len(words) and len(sentence) <= max_chars and complete:
+                out.append(sentence)
+    return out
+
+
+class ExtractiveGenerator:
+    """Cited answers built from the passages' most question-relevant sentences (no model).
+
+    Args:
+      max_sentences: answer length in sentences.
+      min_score: a sentence must share at least this much IDF-weighted stem mass with the question.
+    """
+
+    name = "extractive"
+
+    def __init__(self, *, max_sentences: int = 2, min_score: float = 1.0):
+        if max_sentences < 1:
+            raise errors.ConfigError(f"max_sentences must be >= 1, got {max_sentences}")
+        self.max_sentences, self.min_score = max_sentences, min_score
+
+    def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
+        candidates = []  # (sentence, passage number, position in passage, stems)
+        for number, passage in enumerate(passages, start=1):
+            for position, sentence in enumerate(passage_sentences(passage.text)):
+                stems = {_stem(w) for w in content_words(sentence)}
+                candidates.append((sentence, number, position, stems))
+        if not candidates:
+            return []
+        df = Counter(stem for *_, stems in candidates for stem in stems)
+        n = len(candidates)
+        wanted = {_stem(w) for w in content_words(question)}
+        title_stems = {
+            i: {_stem(w) for w in content_words(p.title)} for i, p in enumerate(passages, 1)
+        }
+        scored = []
+        for order, (sentence, number, position, stems) in enumerate(candidates):
+            in_title = wanted & title_stems[number]
+            if not wanted & stems and not (in_title and position == 0):
+                continue
+            score = sum(math.log(1 + n / df.get(s, 1)) for s in wanted & stems)
+            score += 0.5 * sum(math.log(1 + n / df.get(s, 1)) for s in in_title)  # the topic
+            score += 0.5 / (1 + position)  # a passage's first sentences define its subject
+            rank = len(passages) - number  # ties: the most relevant passage (last) first
+            scored.append((-score, rank, order, sentence, number, stems))
+        scored.sort(key=lambda row: row[:3])
+        chosen: list[Sentence] = []
+        seen: list[set[str]] = []
+        for neg_score, _, _, sentence, number, stems in scored:
+            if -neg_score < self.min_score or len(chosen) == self.max_sentences:
+                break
+            if any(len(stems & s) > 0.8 * max(len(stems), 1) for s in seen):
+                continue  # a near copy of a chosen sentence (overlapping chunks)
+            chosen.append({"text": sentence, "citations": [number]})
+            seen.append(stems)
+        return chosen
+
+
+def quote_source(
+    sentence: Mapping[str, Any], passages: Sequence[Mapping[str, str]], verdict: Mapping[str, Any]
+) -> Sentence | None:
+    """`regenerate` for post-processing: the cited passage's sentence closest to the failing one,
+    quoted verbatim (None when it cites nothing or its passages have no prose sentence)."""
+    wanted = set(content_words(sentence["text"]))
+    best: tuple[int, str, int] | None = None
+    for number in sentence.get("citations", ()):
+        if not 1 <= number <= len(passages):
+            continue
+        for candidate in passage_sentences(passages[number - 1]["text"]):
+            overlap = len(wanted & set(content_words(candidate)))
+            if candidate != sentence["text"] and (best is None or overlap > best[0]):
+                best = (overlap, candidate, number)
+    return None if best is None else {"text": best[1], "citations": [best[2]]}
+
+
+def _passage_records(passages: Sequence[Hit]) -> list[dict[str, str]]:
+    return [{"title": p.title, "text": p.text} for p in passages]
+
+
+class T5AnswerGenerator:
+    """A T5 checkpoint trained on the ALCE-style citation format (`consistency.citations`).
+
+    Args:
+      checkpoint, vocab: the run dir (or `checkpoint_<step>`) and its SentencePiece vocab.
+      method: "greedy" (reference decoding when `reference_decoding`), "sample" or "beam".
+      max_input_length / max_decode_length: token budgets of the prompt and of the answer.
+    """
+
+    name = "t5"
+
+    def __init__(
+        self,
+        checkpoint: PathLike,
+        vocab: PathLike,
+        *,
+        method: str = "greedy",
+        reference_decoding: bool = True,
+        max_input_length: int = 512,
+        max_decode_length: int = 128,
+        draft_length: int = 8,
+    ):
+        from vertjax.data import vocab as vocab_lib
+        from vertjax.models import encoder_decoder
+        from vertjax.train import checkpoints
+
+        config, params = checkpoints.load_params(checkpoint)
+        self._setup(
+            model=encoder_decoder.EncoderDecoderModel(config),
+            params=params,
+            vocabulary=vocab_lib.load_vocab(vocab),
+            method=method,
+            reference_decoding=reference_decoding,
+            max_input_length=max_input_length,
+            max_decode_length=max_decode_length,
+            draft_length=draft_length,
+        )
+
+    @classmethod
+    def from_model(
+        cls, model: Any, params: Any, vocabulary: Any, **options: Any
+    ) -> T5AnswerGenerator:
+        """A generator over an in-memory model (tests; a pipeline that already holds params)."""
+        generator = cls.__new__(cls)
+        generator._setup(model=model, params=params, vocabulary=vocabulary, **options)
+        return generator
+
+    def _setup(
+        self,
+        *,
+        model: Any,
+        params: Any,
+        vocabulary: Any,
+        method: str = "greedy",
+        reference_decoding: bool = True,
+        max_input_length: int = 512,
+        max_decode_length: int = 128,
+        draft_length: int = 8,
+    ) -> None:
+        if vocabulary.vocab_size > model.config.vocab_size:
+            raise errors.CheckpointError(
+                f"the vocab has {vocabulary.vocab_size} ids but the model only "
+                f"{model.config.vocab_size}: is this the vocab it was trained with?"
+            )
+        if method not in ("greedy", "sample", "beam"):
+            raise errors.ConfigError(f"method must be greedy, sample or beam, got {method!r}")
+        self.model, self.params, self.vocabulary = model, params, vocabulary
+        self.method, self.reference_decoding = method, reference_decoding
+        self.max_input_length, self.max_decode_length = max_input_length, max_decode_length
+        self.draft_length = draft_length
+        self.last_stats: dict[str, Any] = {}
+
+    def _encoder_tokens(self, text: str) -> Any:
+        import numpy as np
+
+        ids = list(self.vocabulary.encode(text))[: self.max_input_length - 1]
+        ids.append(self.vocabulary.eos_id)
+        length = max(16, 1 << (len(ids) - 1).bit_length())  # few shapes, few compilations
+        tokens = np.zeros((1, min(length, self.max_input_length)), np.int32)
+        tokens[0, : len(ids)] = ids
+        return tokens
+
+    def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
+        import numpy as np
+
+        from vertjax.models import decoding, reference_decoding
+
+        prompt = citations.format_inputs(question, _passage_records(passages))
+        tokens = self._encoder_tokens(prompt)
+        if self.method == "greedy" and self.reference_decoding:
+            reference = [t for p in passages for t in self.vocabulary.encode(p.text)]
+            decoded = reference_decoding.reference_greedy_decode(
+                self.model,
+                self.params,
+                tokens,
+                reference,
+                max_decode_length=self.max_decode_length,
+                draft_length=self.draft_length,
+                eos_id=self.vocabulary.eos_id,
+            )
+            ids = decoded.tokens
+            self.last_stats = {
+                "forward_passes": decoded.forward_passes,
+                "acceptance_rate": decoded.acceptance_rate,
+            }
+        else:
+            result = decoding.decode_batch(
+                self.model,
+                self.params,
+                tokens,
+                max_decode_length=self.max_decode_length,
+                method=self.method,
+                eos_id=self.vocabulary.eos_id,
+            )
+            ids = np.asarray(result.tokens)[0].tolist()
+        if self.vocabulary.eos_id in ids:
+            ids = ids[: ids.index(self.vocabulary.eos_id)]
+        text = self.vocabulary.decode([i for i in ids if i > 0])
+        return citations.parse_answer(text, num_passages=len(passages))["sentences"]
+
+
+class BackendAnswerGenerator:
+    """Prompts a synth `Generator` (e.g. `OpenAIChatGenerator`) with the numbered passages."""
+
+    name = "backend"
+
+    def __init__(
+        self,
+        generator: Any,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+        prompt: str = BACKEND_PROMPT,
+    ):
+        if "{passages}" not in prompt or "{question}" not in prompt:
+            raise errors.ConfigError("the answer prompt needs {passages} and {question} fields")
+        self.generator, self.prompt = generator, prompt
+        self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
+        self.name = f"backend:{getattr(generator, 'name', type(generator).__name__)}"
+
+    def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
+        numbered = "\n".join(
+            citations.format_passage(i, p) for i, p in enumerate(_passage_records(passages), 1)
+        )
+        [text] = self.generator.generate(
+            [self.prompt.format(passages=numbered, question=question.strip())],
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+        return citations.parse_answer(text, num_passages=len(passages))["sentences"]
+
+
+def openai_generator(
+    *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0
+) -> BackendAnswerGenerator:
+    """A `BackendAnswerGenerator` over an OpenAI-compatible `/v1/chat/completions` server."""
+    from vertjax.synth import backends
+
+    return BackendAnswerGenerator(
+        backends.OpenAIChatGenerator(
+            base_url, model, api_key_env=api_key_env, timeout=timeout, max_retries=2
+        )
+    )
