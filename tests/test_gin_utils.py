@@ -131,7 +131,9 @@ def test_missing_gin_file_names_it_and_the_search_path(gin_dir):
 )
 def test_unknown_bindings_are_one_line_config_errors(gin_dir, binding, message):
     with pytest.raises(errors.ConfigError) as info:
-        gin_utils.parse_gin(gin_files=[str(gin_dir / "nested" / "base.gin")], gin_bindings=[binding])
+        gin_utils.parse_gin(
+            gin_files=[str(gin_dir / "nested" / "base.gin")], gin_bindings=[binding]
+        )
     text = str(info.value)
     assert message in text and "--gin bindings" in text and "\n" not in text
 

@@ -94,6 +94,8 @@ class FiniteSource(SyntheticSource):
     def iterator(
         self, *, start_batch: int = 0, shard_id: int = 0, num_shards: int = 1
     ) -> Iterator[dict[str, np.ndarray]]:
-        batches = super().iterator(start_batch=start_batch, shard_id=shard_id, num_shards=num_shards)
+        batches = super().iterator(
+            start_batch=start_batch, shard_id=shard_id, num_shards=num_shards
+        )
         for _ in range(max(self.num_batches - start_batch, 0)):
             yield next(batches)

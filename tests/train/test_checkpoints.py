@@ -91,9 +91,11 @@ def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(tmp_path):
     )
     try:
         _wait_for(
-            lambda: (run_dir / f"checkpoint_{PERIOD}").is_dir()
-            and (run_dir / "metrics.jsonl").is_file()
-            and f'"step": {HANG_AT_STEP - 1},' in (run_dir / "metrics.jsonl").read_text("utf-8"),
+            lambda: (
+                (run_dir / f"checkpoint_{PERIOD}").is_dir()
+                and (run_dir / "metrics.jsonl").is_file()
+                and f'"step": {HANG_AT_STEP - 1},' in (run_dir / "metrics.jsonl").read_text("utf-8")
+            ),
             proc,
         )
         proc.send_signal(signal.SIGKILL)

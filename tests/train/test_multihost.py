@@ -58,7 +58,9 @@ def test_two_processes_train_and_checkpoint_together(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(here=str(HERE), steps=STEPS), encoding="utf-8")
     model_dir = tmp_path / "run"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
+    )
     port = str(_free_port())
     procs = [
         subprocess.Popen(
@@ -79,7 +81,7 @@ def test_two_processes_train_and_checkpoint_together(tmp_path):
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    for rc, out, err in outputs:
+    for rc, _, err in outputs:
         assert rc == 0, err[-3000:]
     results = [
         json.loads(line[len("RESULT ") :])
@@ -161,7 +163,15 @@ def test_tpu_launcher_runs_one_command_on_all_workers():
     (line,) = _dry_run("launch_tpu_pod.sh", "--tpu", "pod", "--zone", "z1", "--", *flags)
     argv = shlex.split(line)
     assert argv[:9] == [
-        "gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod", "--zone", "z1", "--worker=all"
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "ssh",
+        "pod",
+        "--zone",
+        "z1",
+        "--worker=all",
     ]
     remote = shlex.split(argv[argv.index("--command") + 1])
     assert remote[:4] == ["cd", "~/vertjax", "&&", ".venv/bin/vertjax"]

@@ -99,10 +99,10 @@ def eight_devices(tmp_path_factory):
     """Runs every 8-device case once; returns {'losses': {mesh: {step: loss}}, 'specs': ...}."""
     root = tmp_path_factory.mktemp("meshes")
     script = root / "meshes.py"
-    script.write_text(
-        SCRIPT.format(here=str(HERE), meshes=MESHES, steps=STEPS), encoding="utf-8"
+    script.write_text(SCRIPT.format(here=str(HERE), meshes=MESHES, steps=STEPS), encoding="utf-8")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = subprocess.run(
         [sys.executable, str(script), str(root)],
         capture_output=True,
@@ -178,9 +178,10 @@ def test_create_mesh_shapes_and_errors():
 def test_logical_rules_and_opt_state_shardings_on_one_device():
     rules = dict(partitioning.standard_logical_axis_rules())
     assert rules["batch"] == "data" and rules["embed"] is None
-    assert dict(partitioning.standard_logical_axis_rules(parameter_partitioning_dims=2))[
-        "embed"
-    ] == "data"
+    assert (
+        dict(partitioning.standard_logical_axis_rules(parameter_partitioning_dims=2))["embed"]
+        == "data"
+    )
 
     config = tiny_config()
     mesh = partitioning.create_mesh((1, 1))

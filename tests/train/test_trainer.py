@@ -111,5 +111,6 @@ def test_batches_are_a_pure_function_of_their_position():
             np.testing.assert_array_equal(got[key], expected[key])
     halves = [next(source.iterator(start_batch=1, shard_id=i, num_shards=2)) for i in (0, 1)]
     np.testing.assert_array_equal(
-        np.concatenate([h["encoder_input_tokens"] for h in halves]), whole[1]["encoder_input_tokens"]
+        np.concatenate([h["encoder_input_tokens"] for h in halves]),
+        whole[1]["encoder_input_tokens"],
     )
