@@ -389,3 +389,13 @@ def offline_assistant(
         min_top_score=min_top_score,
         domain=domain,
     )
+
+
+def from_gin() -> Assistant:
+    """The `Assistant` the parsed gin files bind (after `gin_utils.parse_gin`)."""
+    import gin
+
+    from vertjax import gin_utils
+
+    gin_utils.check_required_macros()
+    return gin_utils.call_configurable(gin.get_configurable(Assistant))
