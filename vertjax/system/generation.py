@@ -74,6 +74,8 @@ def passage_sentences(text: str, *, max_chars: int = 400) -> list[str]:
         for sentence in _SENTENCE_END.split(prose.strip()):
             sentence = sentence.strip()
             words = sentence.split()
+            if not words:
+                continue
             starts = sentence[0].isupper() or sentence[0] in "\"'`(*"
             complete = starts and sentence[-1] in ".!?"
             if 4 <= len(words) and len(sentence) <= max_chars and complete:
