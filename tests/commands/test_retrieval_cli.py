@@ -1,0 +1,77 @@
+"""`vertjax index build`, `vertjax retrieve` and `vertjax eval retrieval` end to end (tiny)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+
+from vertjax import cli, io_utils
+from vertjax.models import encoder, t5
+from vertjax.train import checkpoints
+
+
+def _retriever(run_dir):
+    config = t5.T5Config(
+        vocab_size=400,
+        emb_dim=16,
+        num_heads=2,
+        head_dim=8,
+        mlp_dim=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+    )
+    model = encoder.DualEncoderModel(config, projection_dim=16)
+    checkpoints.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
+    model.save_config(str(run_dir))
+    return str(run_dir)
+
+
+def test_build_retrieve_and_evaluate(tmp_path, tiny_corpus_jsonl, tiny_vocab, capsys):
+    index = str(tmp_path / "index")
+    argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--out", index]
+    argv += ["--retriever", _retriever(tmp_path / "gtr"), "--vocab", str(tiny_vocab)]
+    assert cli.main([*argv, "--method", "brute", "--bm25", "--no_progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 200
+
+    question = "The database reads every row"
+    argv = ["retrieve", "--index", index, "--question", question, "-k", "3"]
+    assert cli.main([*argv, "--retriever", "hybrid", "--json"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert set(hits[0]) == {"rank", "id", "title", "score", "text"}
+    assert cli.main([*argv, "--retriever", "bm25"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"# {question}") and "doc" in printed
+
+    records = io_utils.load_jsonl(tiny_corpus_jsonl)
+    questions = tmp_path / "q.jsonl"
+    io_utils.write_jsonl(
+        questions,
+        [
+            {"id": "a", "question": records[3]["text"][:80], "positive_ids": [records[3]["id"]]},
+            {"id": "b", "question": "Who reads every row?", "answers": ["every row"], "history": ["x"]},
+        ],
+    )
+    argv = ["eval", "retrieval", "--questions", str(questions), "--index", index]
+    assert cli.main([*argv, "--keywords", "--out", str(tmp_path / "eval")]) == 0
+    table = (tmp_path / "eval" / "retrieval_metrics.md").read_text()
+    for system in ("bm25", "dense", "hybrid", "bm25 +rewrite", "dense +keywords"):
+        assert f"| {system} |" in table
+    assert (tmp_path / "eval" / "precision_recall_vs_k.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "eval" / "retrieval_metrics.json").read_text())
+    assert saved["metrics"]["bm25"]["recall@100"] == 1.0
+
+
+def test_corrupted_index_is_one_clear_line(tmp_path, tiny_corpus_jsonl, capsys):
+    index = tmp_path / "index"
+    argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--out", str(index), "--bm25"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    argv = ["retrieve", "--index", str(index), "--question", "row"]
+    assert cli.main(argv) == 2  # no dense index in a BM25-only build
+    assert "retriever.json: missing" in capsys.readouterr().err
+    (index / "bm25" / "manifest.json").write_text("{not json")
+    assert cli.main([*argv, "--retriever", "bm25"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupted manifest" in err and len(err.splitlines()) == 1
