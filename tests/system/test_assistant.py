@@ -1,0 +1,143 @@
+"""The Assistant's structured result: sub-questions, citations, verdicts, refusals, timings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from conftest import tiny_corpus_records
+from system_helpers import build_index, make_assistant, write_tiny_pack
+
+from vertjax import cli, errors
+from vertjax.system import assistant, demo_stage
+
+STAGES = {"rewrite", "decompose", "ood", "retrieve", "select", "generate", "consistency", "total"}
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    return build_index(tmp_path_factory.mktemp("index"))
+
+
+def _question(i: int) -> str:
+    """A question made of the words of passage i's first sentence (BM25 finds that passage)."""
+    first = tiny_corpus_records()[i]["text"].split(". ")[0]
+    return f"Which part {first.lower()}?"
+
+
+def test_result_has_every_field_and_grounded_citations(index_dir):
+    result = make_assistant(index_dir).answer(_question(17))
+    assert not result.refused and result.refusal_reason is None
+    assert [s.text for s in result.sub_questions] == [_question(17)]
+    assert result.retrieved and 1 <= len(result.selected) <= 4
+    assert result.selected[-1].id == result.retrieved[0].id  # most relevant nearest the question
+    assert result.sentences
+    for s in result.sentences:
+        assert s.citations and s.passage_ids == [result.selected[c - 1].id for c in s.citations]
+        assert any(s.text in result.selected[c - 1].text for c in s.citations)
+        assert s.status == "supported" and s.supported and s.p_entailment == pytest.approx(1.0)
+        assert f"[{s.citations[0]}]" in result.answer
+    assert set(result.timings_ms) == STAGES
+    assert result.generator == "extractive" and result.consistency_policy == "flag"
+    json.dumps(dataclasses.asdict(result))  # --json / the HTTP API serialise it as is
+
+
+def test_sub_questions_are_retrieved_separately_and_merged(index_dir):
+    result = make_assistant(index_dir).answer(f"{_question(3)} {_question(150)}")
+    assert len(result.sub_questions) == 2
+    assert {p.sub_question for p in result.retrieved} == {0, 1}
+    assert {s.sub_question for s in result.sentences} == {0, 1}
+    ids = [p.id for p in result.selected]
+    assert len(ids) == len(set(ids))  # one number per passage across sub-questions
+
+
+def test_follow_up_is_rewritten_with_the_history(index_dir):
+    result = make_assistant(index_dir).answer(
+        "How does it behave under heavy load?", history=["Tell me about the `bloom filter`."]
+    )
+    assert result.rewritten_question == "How does bloom filter behave under heavy load?"
+
+
+class _Classifier:
+    threshold = 0.5
+
+    def probabilities(self, questions):
+        return [0.9 if "database" in q.lower() else 0.1 for q in questions]
+
+
+def test_out_of_domain_questions_are_refused_with_a_reason(index_dir):
+    bot = make_assistant(index_dir, ood_classifier=_Classifier())
+    result = bot.answer("How long should I boil an egg?")
+    assert result.refused and "P(in-domain) = 0.10" in result.refusal_reason
+    assert result.sentences == [] and result.selected == []
+    assert result.answer.startswith("I can only answer questions about databases.")
+    mixed = bot.answer("What does the database read? How long should I boil an egg?")
+    assert not mixed.refused and [s.refused for s in mixed.sub_questions] == [False, True]
+    assert "Not answered: out of domain" in mixed.answer
+    strict = make_assistant(index_dir, min_top_score=1e6)
+    assert strict.answer(_question(5)).refused
+
+
+class _Rejecting:
+    def predict(self, premises, hypotheses):
+        return [assistant._LexicalPrediction(0.1, "contradiction") for _ in hypotheses]
+
+
+def test_consistency_policies_drop_and_flag(index_dir):
+    flagged = make_assistant(index_dir, consistency_scorer=_Rejecting()).answer(_question(9))
+    assert flagged.sentences and all(s.status == "contradicted" for s in flagged.sentences)
+    assert all(s.supported is False and s.p_entailment == 0.1 for s in flagged.sentences)
+    assert "[unsupported]" in flagged.answer
+    dropped = make_assistant(
+        index_dir, consistency_scorer=_Rejecting(), postprocess_policy="drop"
+    ).answer(_question(9))
+    assert dropped.sentences == [] and dropped.removed_sentences == len(flagged.sentences)
+    assert dropped.refused
+    unchecked = make_assistant(index_dir, consistency_scorer=None).answer(_question(9))
+    assert {(s.status, s.supported, s.p_entailment) for s in unchecked.sentences} == {
+        ("unchecked", None, None)
+    }
+
+
+def test_bad_arguments_are_config_errors(index_dir):
+    with pytest.raises(errors.ConfigError):
+        make_assistant(index_dir).answer("   ")
+    with pytest.raises(errors.ConfigError):
+        make_assistant(index_dir, k=5, retrieve_k=3)
+
+
+def test_vertjax_answer_json_over_the_default_gin(index_dir, capsys):
+    code = cli.main(
+        [
+            "answer",
+            "--config",
+            "gin_configs/system/default.gin",
+            f"--gin.INDEX_DIR={index_dir}",
+            "--json",
+            _question(17),
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sentences"] and out["selected"] and out["refused"] is False
+    assert set(out["timings_ms"]) == STAGES
+    assert cli.main(["answer", "--config", "gin_configs/system/default.gin", "q"]) == 2
+    assert "INDEX_DIR" in capsys.readouterr().err
+
+
+def test_offline_assistant_and_demo_stage_over_a_pack(tmp_path):
+    pack = write_tiny_pack(tmp_path / "pack")
+    bot = assistant.offline_assistant(index_dir=tmp_path / "index", pack_dir=pack)
+    assert bot.answer(_question(40)).sentences
+    result = demo_stage.run(
+        out_dir=tmp_path / "demo",
+        pack_dir=pack,
+        questions=[_question(12)],
+        out_of_domain_question="Which composer wrote the Four Seasons?",
+    )
+    assert "## Answering system" in result["markdown"]
+    assert result["answers"][-1]["refused"] and not result["answers"][0]["refused"]
+    for key in ("precision", "recall"):
+        assert 0.0 <= result["refusal"][key] <= 1.0
+    assert (tmp_path / "demo" / "answers.md").is_file()
