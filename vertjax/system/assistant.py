@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -162,6 +163,9 @@ class Assistant:
         self.gate = parsing.DomainGate(classifier=ood_classifier, min_top_score=min_top_score)
         self.k, self.retrieve_k, self.max_sub_questions = k, retrieve_k, max_sub_questions
         self.refusal_message = refusals.DEFAULT_REFUSAL.format(domain=domain)
+        # Retrievers are not documented thread-safe (a PassageStore shares one file handle for
+        # seek + read), and the server answers concurrently: searches take turns.
+        self._retrieval_lock = threading.Lock()
 
     def _queries(self, questions: list[str]) -> list[str]:
         if self.keyword_expander is None:
@@ -182,7 +186,9 @@ class Assistant:
         t = timer.stage("decompose", t)
         p_in = self.gate.classify(texts)
         t = timer.stage("ood", t)
-        hits = self.retriever.search(self._queries(texts), self.retrieve_k)
+        queries = self._queries(texts)
+        with self._retrieval_lock:
+            hits = self.retriever.search(queries, self.retrieve_k)
         t = timer.stage("retrieve", t)
         subs = []
         for text, p, sub_hits in zip(texts, p_in, hits, strict=True):

@@ -136,6 +136,7 @@ class AssistantServer(http.server.ThreadingHTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: AssistantServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out separately: no 40 ms ACK stalls
 
     def setup(self) -> None:
         self.timeout = self.server.config.read_timeout  # socket timeout: slow clients are cut
