@@ -184,7 +184,9 @@ def check_required_macros() -> None:
     missing = re.findall(r"^([A-Za-z_][\w.]*) = %gin\.REQUIRED$", gin.config_str(), re.MULTILINE)
     if missing:
         flags = " ".join(f"--gin.{name}=..." for name in missing)
-        raise errors.ConfigError(f"required gin macros not set: {', '.join(missing)} (pass {flags})")
+        raise errors.ConfigError(
+            f"required gin macros not set: {', '.join(missing)} (pass {flags})"
+        )
 
 
 def call_configurable(fn: Callable[..., Any], **kwargs: Any) -> Any:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 
-from vertjax import gin_utils
+from vertjax import errors, gin_utils
 
 HELP = "train a model from gin files (T5X flags: --gin_file, --gin.NAME=VALUE, --gin_search_paths)"
 
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import gin
+    import jax
 
     from vertjax.train import partitioning, trainer
 
@@ -40,12 +42,23 @@ def run(args: argparse.Namespace) -> int:
         auto=args.multihost,
     )
     gin_utils.parse_from_args(args)
+    gin_utils.check_required_macros()
     train_fn = gin.get_configurable(trainer.train)
     model_dir = gin_utils.query_macro("MODEL_DIR")
-    if model_dir:
+    # Process 0 alone writes config.gin (several hosts renaming one temp file would collide).
+    # A new run dir gets it at once (a killed first run still says how it was made); an existing
+    # run's config.gin is only replaced once this command has trained, so a rerun that fails on a
+    # typo or bad data leaves the run dir as it was.
+    writes_config = bool(model_dir) and jax.process_index() == 0
+    if writes_config and not (pathlib.Path(model_dir) / "config.gin").exists():
         gin_utils.write_operative_config(model_dir)
-    result = gin_utils.call_configurable(train_fn, progress=not args.no_progress)
-    if model_dir:  # now complete: every configurable the run called is in the operative config
+    try:
+        result = gin_utils.call_configurable(train_fn, progress=not args.no_progress)
+    except errors.TrainingError:
+        if writes_config:
+            gin_utils.write_operative_config(model_dir)
+        raise
+    if writes_config:  # now complete: every configurable the run called is in the operative config
         gin_utils.write_operative_config(model_dir)
     last = result.losses.get(result.step)
     print(
