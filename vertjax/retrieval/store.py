@@ -184,8 +184,8 @@ class PassageStore:
         if self._file is None:
             self._file = self.path.open("rb")
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        self._file.seek(start)
-        raw = self._file.read(end - start)
+        # pread has no shared file position, so concurrent searches (the HTTP server) are safe.
+        raw = os.pread(self._file.fileno(), end - start, start)
         try:
             return passage_record(json.loads(raw), where=f"row {row}")
         except (json.JSONDecodeError, UnicodeDecodeError, errors.DataError) as e:

@@ -163,8 +163,8 @@ class Assistant:
         self.gate = parsing.DomainGate(classifier=ood_classifier, min_top_score=min_top_score)
         self.k, self.retrieve_k, self.max_sub_questions = k, retrieve_k, max_sub_questions
         self.refusal_message = refusals.DEFAULT_REFUSAL.format(domain=domain)
-        # Retrievers are not documented thread-safe (a PassageStore shares one file handle for
-        # seek + read), and the server answers concurrently: searches take turns.
+        # The server answers concurrently, and the ScaNN / bm25s searchers behind a retriever are
+        # not documented thread-safe: searches take turns (generation still runs in parallel).
         self._retrieval_lock = threading.Lock()
 
     def _queries(self, questions: list[str]) -> list[str]:
