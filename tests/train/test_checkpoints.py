@@ -121,6 +121,7 @@ def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(tmp_path):
     assert checkpoints.CheckpointManager(run_dir, read_only=True).all_steps() == [PERIOD, TOTAL]
 
 
+@pytest.mark.slow
 def test_resume_in_process_is_exact_and_rerun_when_done_is_a_no_op(tmp_path):
     straight = _train(tmp_path / "straight", total_steps=6, checkpoint_period=3)
     _train(tmp_path / "resumed", total_steps=3, checkpoint_period=3)
