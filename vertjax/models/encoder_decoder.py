@@ -106,11 +106,13 @@ class EncoderDecoderModel:
         from vertjax import errors
         from vertjax.train import checkpoints
 
-        config, params = checkpoints.load_params(path, abstract_params=abstract_params)
-        if config != self.config:
+        model_dir, _ = checkpoints.resolve_checkpoint(path)
+        config = checkpoints.load_model_config(model_dir)
+        if config != self.config:  # checked before restoring: orbax's shape errors say less
             raise errors.CheckpointError(
                 f"{path}: model config {config} does not match the configured model {self.config}"
             )
+        _, params = checkpoints.load_params(path, abstract_params=abstract_params)
         return params
 
     def init_params(self, rng: Array) -> Any:
