@@ -37,6 +37,8 @@ class DemoConfig:
     domain_rate: float = 0.5
     eval_examples: int = 128
     learning_rate: float = 0.01
+    nli_steps: int = 300
+    retriever_steps: int = 60
 
 
 @dataclasses.dataclass
@@ -222,6 +224,119 @@ def stage_pretrain(state: DemoState) -> None:
     state.save()
 
 
+def stage_retrieval(state: DemoState) -> None:
+    """GTR from the pretrained encoder, dense + BM25 + hybrid indexes, recall table and PNG."""
+    from vertjax.retrieval import demo_stage
+
+    if "retrieval" in state.results:
+        return
+    _say(f"training a GTR retriever for {state.config.retriever_steps} steps and indexing")
+    result = demo_stage.run(
+        out=state.out / "retrieval",
+        pack_dir=state.results["data"]["domain"]["dir"],
+        vocab_dir=state.results["vocab"]["dir"],
+        initial_checkpoint=state.results["pretrain"]["run_dir"],
+        train_steps=state.config.retriever_steps,
+        seed=state.config.seed,
+    )
+    print(result["table"], flush=True)
+    state.results["retrieval"] = {k: result[k] for k in ("table", "plot", "metrics") if k in result}
+    state.save()
+
+
+def stage_synth(state: DemoState) -> None:
+    """Template-backend instruction synthesis: KG, Self-Instruct, Self-QA, Self-KG, refusals."""
+    from vertjax import cli
+
+    if "synth" in state.results:
+        return
+    synth = state.out / "synth"
+    domain_dir = state.results["data"]["domain"]["dir"]
+    jobs = {
+        "kg": ["synth", "kg", "--out", str(synth / "kg.jsonl")],
+        "self_instruct": [
+            "synth",
+            "self-instruct",
+            "--out",
+            str(synth / "self_instruct"),
+            "--target",
+            "100",
+        ],
+        "self_qa": [
+            "synth",
+            "self-qa",
+            "--passages",
+            domain_dir,
+            "--out",
+            str(synth / "self_qa"),
+            "--max-passages",
+            "300",
+        ],
+        "self_kg": [
+            "synth",
+            "self-kg",
+            "--triples",
+            str(synth / "kg.jsonl"),
+            "--out",
+            str(synth / "self_kg"),
+            "--max-entities",
+            "100",
+        ],
+        "refusals": ["synth", "refusals", "--out", str(synth / "refusals.jsonl")],
+    }
+    summary = {}
+    for name, argv in jobs.items():
+        _say(f"synthesis: {name}")
+        if cli.main(argv) != 0:
+            raise errors.VertjaxError(f"demo: `vertjax {' '.join(argv)}` failed")
+        report = pathlib.Path(argv[argv.index("--out") + 1]) / "report.json"
+        if report.is_file():
+            full = json.loads(report.read_text(encoding="utf-8"))
+            keys = ("generated", "kept", "rejected", "rouge_nn_mean", "unique_verb_noun_pairs")
+            summary[name] = {k: full.get(k) for k in keys}
+    state.results["synth"] = {"dir": str(synth), "reports": summary}
+    state.save()
+
+
+def stage_consistency(state: DemoState) -> None:
+    """NLI consistency model: synthesised pairs, fine-tuned from the pretrained tiny T5, ROC AUC."""
+    from vertjax import consistency
+
+    if "consistency" in state.results:
+        return
+    _say(f"training the NLI consistency model for {state.config.nli_steps} steps")
+    state.results["consistency"] = consistency.demo_stage(
+        out_dir=state.out / "consistency",
+        pack_dir=state.results["data"]["domain"]["dir"],
+        vocab_dir=state.out / "vocab",
+        train_steps=state.config.nli_steps,
+        seed=state.config.seed,
+        initial_checkpoint_path=state.results["pretrain"]["run_dir"],
+    )
+    state.save()
+
+
+def stage_answer(state: DemoState) -> None:
+    """The answering system: cited answers with NLI verdicts, refusal precision/recall."""
+    from vertjax.system import demo_stage
+
+    if "answer" in state.results:
+        return
+    _say("answering questions with citations and consistency checks")
+    general = state.results["data"].get("general")
+    result = demo_stage.run(
+        out_dir=state.out / "system",
+        pack_dir=state.results["data"]["domain"]["dir"],
+        general_pack_dir=general["dir"] if general else None,
+        nli_run_dir=state.results.get("consistency", {}).get("run_dir"),
+        vocab_dir=state.out / "vocab",
+        seed=state.config.seed,
+    )
+    print(result["markdown"], flush=True)
+    state.results["answer"] = result
+    state.save()
+
+
 def _fmt(table: dict[str, dict[str, float]]) -> str:
     return ", ".join(f"{role} {r['ppl']:.2f}" for role, r in table.items())
 
@@ -253,6 +368,49 @@ def write_report(state: DemoState) -> pathlib.Path:
         for role, after in pre["ppl_after"].items():
             lines.append(f"| {role} | {pre['ppl_before'][role]['ppl']:.2f} | {after['ppl']:.2f} |")
         lines.append("")
+    retrieval = r.get("retrieval")
+    if retrieval:
+        plot = pathlib.Path(retrieval["plot"])
+        lines += [
+            "## Retrieval (held-out questions on the domain pack)",
+            "",
+            retrieval["table"],
+            "",
+            f"![precision and recall vs k]({plot.relative_to(state.out) if plot.is_relative_to(state.out) else plot})",
+            "",
+        ]
+    synth = r.get("synth")
+    if synth:
+        lines += [
+            "## Instruction synthesis (template backend)",
+            "",
+            "| job | generated | kept | rejected | mean ROUGE-L to nearest |",
+            "|---|---|---|---|---|",
+        ]
+        for name, rep in synth["reports"].items():
+            nn = rep.get("rouge_nn_mean")
+            lines.append(
+                f"| {name} | {rep['generated']} | {rep['kept']} | {rep['rejected']} | "
+                f"{'' if nn is None else f'{nn:.3f}'} |"
+            )
+        lines.append("")
+    nli = r.get("consistency")
+    if nli:
+        lines += [
+            "## NLI consistency model",
+            "",
+            "| eval set | pairs | ROC AUC (T5 NLI) | ROC AUC (lexical overlap) |",
+            "|---|---|---|---|",
+        ]
+        for name, m in nli["eval"].items():
+            lines.append(
+                f"| {name} | {m['pairs']} | {m['roc_auc']:.3f} | "
+                f"{m['lexical_overlap_roc_auc']:.3f} |"
+            )
+        lines.append("")
+    answer = r.get("answer")
+    if answer:
+        lines += [answer["markdown"], ""]
     path = state.out / "report.md"
     io_utils.atomic_write_text(path, "\n".join(lines))
     return path
@@ -262,6 +420,10 @@ STAGES: tuple[tuple[str, Callable[[DemoState], None]], ...] = (
     ("data", stage_data),
     ("vocab", stage_vocab),
     ("pretrain", stage_pretrain),
+    ("retrieval", stage_retrieval),
+    ("synth", stage_synth),
+    ("consistency", stage_consistency),
+    ("answer", stage_answer),
 )
 
 

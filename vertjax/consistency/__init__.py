@@ -25,8 +25,12 @@ def demo_stage(
     premise_sentences: int = 2,
     learning_rate: float = 0.003,
     seed: int = 0,
+    initial_checkpoint_path: str | None = None,
 ) -> dict[str, Any]:
     """Synthesises NLI data, trains the tiny NLI T5 and evaluates it; resumes on a rerun.
+
+    `initial_checkpoint_path` starts from a pretrained tiny T5 of the same shape (the demo's
+    continued-pretraining run) instead of from scratch.
 
     Returns `{run_dir, vocab_dir, data_dir, train_seconds, eval: {name: metrics summary}}`. Build
     a `nli.Scorer(run_dir, vocab_dir)` from it to check the demo's answers
@@ -81,6 +85,7 @@ def demo_stage(
         total_steps=train_steps,
         checkpoint_period=max(1, train_steps // 2),
         seed=seed,
+        initial_checkpoint_path=initial_checkpoint_path,
         progress=False,
     )
     seconds = time.perf_counter() - start
