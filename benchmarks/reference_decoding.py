@@ -7,7 +7,7 @@ is the first `answer_length` tokens of its passage, as extractive domain answers
 Each is decoded with plain greedy (one token per forward pass, same host loop) and with reference
 decoding; outputs are asserted identical. The on-device `decode_batch` greedy loop is timed too.
 
-  python benchmarks/reference_decoding.py            # CPU, ~3-5 minutes including training
+  python benchmarks/reference_decoding.py            # CPU: a few minutes including training
 """
 
 from __future__ import annotations
@@ -101,11 +101,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work_dir", default="runs/bench_reference_decoding")
     parser.add_argument("--vocab_size", type=int, default=512)
-    parser.add_argument("--emb_dim", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--passage_length", type=int, default=96)
-    parser.add_argument("--answer_length", type=int, default=64)
-    parser.add_argument("--train_steps", type=int, default=600)
+    parser.add_argument("--emb_dim", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--passage_length", type=int, default=48)
+    parser.add_argument("--answer_length", type=int, default=32)
+    parser.add_argument("--train_steps", type=int, default=400)
     parser.add_argument("--draft_length", type=int, default=8)
     parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
@@ -114,7 +114,7 @@ def main() -> None:
         vocab_size=args.vocab_size,
         passage_length=args.passage_length,
         answer_length=args.answer_length,
-        batch=32,
+        batch=16,
     )
     model, params = trained_model(args, task)
     max_len = args.answer_length + 1
