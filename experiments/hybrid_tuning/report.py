@@ -91,7 +91,6 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     ev = results["eval"]
-    labels = list(ev)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     width = 0.38
     panels = (
@@ -99,11 +98,11 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
         ("instructions", "held-out ROUGE-L (higher is better)"),
     )
     for ax, (metric, title) in zip(axes, panels, strict=True):
+        # Models evaluated for PPL only have no ROUGE-L bars (rather than zero-height ones).
+        labels = [m for m in ev if metric == "ppl" or ev[m]["instructions"]]
         for k, role in enumerate(("domain", "general")):
             values = [
-                ev[m]["ppl"][role]["ppl"]
-                if metric == "ppl"
-                else ev[m][metric].get(role, {}).get("rouge_l", 0.0)
+                ev[m]["ppl"][role]["ppl"] if metric == "ppl" else ev[m][metric][role]["rouge_l"]
                 for m in labels
             ]
             xs = [i + (k - 0.5) * width for i in range(len(labels))]
