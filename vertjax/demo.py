@@ -316,6 +316,28 @@ def stage_consistency(state: DemoState) -> None:
     state.save()
 
 
+def _consistency_judge(state: DemoState) -> tuple[str | None, str]:
+    """The NLI run to judge answers with, if it beats the lexical baseline on held-out pairs.
+
+    A judge is a model choice like any other: the tiny demo NLI model is used only when its
+    held-out ROC AUC is higher than lexical overlap's; otherwise the lexical check is used and
+    the report says so.
+    """
+    nli = state.results.get("consistency")
+    held_out = (nli or {}).get("eval", {}).get("synth_test")
+    if not held_out:
+        return None, "lexical overlap (no NLI model trained)"
+    model_auc, lexical_auc = held_out["roc_auc"], held_out["lexical_overlap_roc_auc"]
+    if model_auc > lexical_auc:
+        return nli[
+            "run_dir"
+        ], f"T5 NLI (held-out ROC AUC {model_auc:.3f} > lexical {lexical_auc:.3f})"
+    return None, (
+        f"lexical overlap (held-out ROC AUC {lexical_auc:.3f}; the tiny T5 NLI model's "
+        f"{model_auc:.3f} is lower, so it does not judge the answers)"
+    )
+
+
 def stage_answer(state: DemoState) -> None:
     """The answering system: cited answers with NLI verdicts, refusal precision/recall."""
     from vertjax.system import demo_stage
@@ -324,16 +346,18 @@ def stage_answer(state: DemoState) -> None:
         return
     _say("answering questions with citations and consistency checks")
     general = state.results["data"].get("general")
+    nli_run, judge = _consistency_judge(state)
+    _say(f"consistency judge: {judge}")
     result = demo_stage.run(
         out_dir=state.out / "system",
         pack_dir=state.results["data"]["domain"]["dir"],
         general_pack_dir=general["dir"] if general else None,
-        nli_run_dir=state.results.get("consistency", {}).get("run_dir"),
+        nli_run_dir=nli_run,
         vocab_dir=state.out / "vocab",
         seed=state.config.seed,
     )
     print(result["markdown"], flush=True)
-    state.results["answer"] = result
+    state.results["answer"] = dict(result, consistency_judge=judge)
     state.save()
 
 
@@ -410,7 +434,12 @@ def write_report(state: DemoState) -> pathlib.Path:
         lines.append("")
     answer = r.get("answer")
     if answer:
-        lines += [answer["markdown"], ""]
+        lines += [
+            f"Consistency judge: {answer.get('consistency_judge', '')}.",
+            "",
+            answer["markdown"],
+            "",
+        ]
     path = state.out / "report.md"
     io_utils.atomic_write_text(path, "\n".join(lines))
     return path
