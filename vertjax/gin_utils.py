@@ -92,6 +92,18 @@ def binding_strings(bindings: Iterable[str]) -> list[str]:
     return out
 
 
+def _set_search_path(search: Sequence[str]) -> None:
+    """Makes `search` gin's whole include search path, in order, with plain files only.
+
+    gin's own state accumulates prefixes across parses and, for every miss, also tries its
+    Python-package resource reader, which logs "Path not found" errors and crashes (TypeError) when
+    a folder such as `runs/` on `sys.path` looks like a namespace package. vertjax includes are
+    files on the search path, so both are replaced here (gin has no public API for this).
+    """
+    gin.config._LOCATION_PREFIXES[:] = [os.path.abspath(p) for p in search]
+    gin.config._FILE_READERS[:] = [(open, os.path.isfile)]
+
+
 def parse_gin(
     *,
     gin_files: Sequence[str],
@@ -104,8 +116,7 @@ def parse_gin(
     # Built-in gin_configs before the working directory: includes such as `runs/pretrain.gin` must not
     # be looked up in a user's `runs/` output folder first (gin logs every miss as an error).
     search = [p for p in gin_search_paths if p] + [str(BUILTIN_GIN_DIR), os.getcwd()]
-    for path in search:
-        gin.add_config_file_search_path(path)
+    _set_search_path(search)
     resolved = []
     for gin_file in gin_files:
         candidates = [pathlib.Path(gin_file)] + [pathlib.Path(p) / gin_file for p in search]
