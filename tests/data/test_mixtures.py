@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import pathlib
-import sys
 import uuid
 
 import gin
@@ -161,15 +159,8 @@ def test_staged_schedule_rejects_bad_general_steps(steps):
         schedule.iterator(start_batch=-1)
 
 
-def test_pretrain_mixture_gin_trains_on_general_then_the_mixture(
-    split_files, tiny_vocab, monkeypatch
-):
+def test_pretrain_mixture_gin_trains_on_general_then_the_mixture(split_files, tiny_vocab):
     """The run gin registers the tasks and binds the staged schedule over real seqio data."""
-    # gin also tries `include 'runs/x.gin'` as a resource of a package `runs`; with the repo root
-    # on sys.path (python -m pytest) its gitignored runs/ folder is such a (namespace) package and
-    # gin's resource reader raises a TypeError on it. `vertjax` itself never has the root there.
-    root = pathlib.Path(__file__).resolve().parents[2]
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if pathlib.Path(p).resolve() != root])
     mix, dom, gen = _name("gin_mix"), _name("gin_dom"), _name("gin_gen")
     lengths = {"inputs": 32, "targets": 8}
     bindings = {
