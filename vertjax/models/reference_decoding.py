@@ -101,7 +101,7 @@ def reference_greedy_decode(
     max_decode_length: int,
     draft_length: int = 8,
     max_ngram: int = 3,
-    min_ngram: int = 1,
+    min_ngram: int = 2,
     eos_id: int = 1,
     use_drafts: bool = True,
 ) -> ReferenceDecoded:
