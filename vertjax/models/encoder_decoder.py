@@ -136,7 +136,7 @@ class EncoderDecoderModel:
         if weights is None:
             weights = (targets > 0).astype(jnp.float32)
         weights = weights.astype(jnp.float32)
-        token_loss, token_z = losses.cross_entropy_with_logits(
+        token_loss, token_z, nll = losses.cross_entropy_with_logits(
             logits, targets, z_loss=self.z_loss, label_smoothing=self.label_smoothing
         )
         num_tokens = jnp.sum(weights)
@@ -147,7 +147,6 @@ class EncoderDecoderModel:
         )
         loss = jnp.sum(token_loss * weights) / denominator
         correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-        nll = -losses.token_log_likelihood(logits, targets)
         metrics = {
             "loss_sum": jnp.sum(token_loss * weights),
             "z_loss_sum": jnp.sum(token_z * weights),

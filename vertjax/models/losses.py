@@ -16,34 +16,32 @@ Array = jax.Array
 
 def cross_entropy_with_logits(
     logits: Array, targets: Array, *, z_loss: float = 0.0, label_smoothing: float = 0.0
-) -> tuple[Array, Array]:
-    """Per-token cross-entropy and z-loss (both `[batch, length]`), as in T5X.
+) -> tuple[Array, Array, Array]:
+    """Per-token training loss, its z-loss part and the plain NLL (each `[batch, length]`).
 
-    z_loss adds `z_loss * log(Z)^2` to keep the softmax normaliser near 1 (stabilises bf16);
-    label smoothing spreads `label_smoothing` mass over the other tokens and subtracts the
-    entropy of that smoothed target so a perfect model still scores zero.
+    As in T5X: z_loss adds `z_loss * log(Z)^2` to keep the softmax normaliser near 1 (stabilises
+    bf16); label smoothing spreads `label_smoothing` mass over the other tokens and subtracts the
+    entropy of that smoothed target so a perfect model still scores zero. The NLL
+    (-log p(target)) is what perplexity is made of. Nothing of size vocab is materialised besides
+    the logits: everything comes from log Z, the target logit and the logit sum.
     """
     vocab = logits.shape[-1]
     logits = logits.astype(jnp.float32)
-    confidence = 1.0 - label_smoothing
-    low = label_smoothing / (vocab - 1)
-    normalizer = (
-        -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
-        if label_smoothing > 0
-        else 0.0
-    )
     log_z = jax.nn.logsumexp(logits, axis=-1)
-    log_probs = logits - log_z[..., None]
-    target_logp = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[
+    target_logit = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[
         ..., 0
     ]
+    nll = log_z - target_logit
     if label_smoothing > 0:
-        mean_logp = jnp.mean(log_probs, axis=-1) * vocab  # sum over vocab
-        loss = -(confidence * target_logp + low * (mean_logp - target_logp)) - normalizer
+        confidence = 1.0 - label_smoothing
+        low = label_smoothing / (vocab - 1)
+        normalizer = -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+        sum_logp = jnp.sum(logits, axis=-1) - vocab * log_z
+        loss = confidence * nll - low * (sum_logp + nll) - normalizer
     else:
-        loss = -target_logp
+        loss = nll
     z = z_loss * jnp.square(log_z)
-    return loss + z, z
+    return loss + z, z, nll
 
 
 def token_log_likelihood(logits: Array, targets: Array) -> Array:
