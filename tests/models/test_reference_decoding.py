@@ -74,3 +74,13 @@ def test_identical_to_greedy_with_grounded_and_random_references(model_and_param
     # When the answer is in the reference, drafts are accepted and passes drop.
     assert copied.accepted_tokens > 0
     assert copied.forward_passes < plain.forward_passes
+
+
+def test_measure_speedup_reports_grounded_and_ungrounded_rates(model_and_params):
+    model, params = model_and_params
+    rng = np.random.default_rng(3)
+    inputs = [rng.integers(2, CONFIG.vocab_size, 10) for _ in range(2)]
+    result = reference_decoding.measure_speedup(model, params, inputs, max_decode_length=12)
+    assert result["tokens"] > 0
+    assert result["grounded_acceptance"] > 0
+    assert result["greedy_tokens_per_second"] > 0 and result["grounded_speedup"] > 0
