@@ -11,7 +11,6 @@ PYTEST_ARGS ?=
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip setuptools wheel
 
 $(RUNTIME_STAMP): requirements.txt setup.py | $(PY)
 	$(PY) -m pip install -r requirements.txt -e .
