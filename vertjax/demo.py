@@ -139,16 +139,7 @@ def _model(state: DemoState):
     from vertjax.models import encoder_decoder, t5
 
     vocabulary = pipeline.get_vocabulary(state.results["tasks"]["domain"])
-    config = t5.T5Config(
-        vocab_size=vocabulary.vocab_size,
-        emb_dim=128,
-        num_heads=4,
-        head_dim=32,
-        mlp_dim=384,
-        num_encoder_layers=3,
-        num_decoder_layers=3,
-    )
-    return encoder_decoder.EncoderDecoderModel(config)
+    return encoder_decoder.EncoderDecoderModel(t5.tiny_config(vocabulary.vocab_size))
 
 
 def _ppl_table(state: DemoState, model, params) -> dict[str, dict[str, float]]:

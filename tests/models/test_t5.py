@@ -266,3 +266,15 @@ def test_bfloat16_activations():
     )
     steps = np.concatenate([decoder.step(dec_in[:, i : i + 1]) for i in range(dec_in.shape[1])], 1)
     assert np.abs(steps - full32).max() < 0.05 * scale
+
+
+def test_tiny_gin_matches_tiny_config():
+    """gin_configs/models/t5_1_1/tiny.gin and `t5.tiny_config` describe the same model."""
+    import gin
+
+    from vertjax import gin_utils
+    from vertjax.models import encoder_decoder
+
+    gin_utils.parse_gin(gin_files=["models/t5_1_1/tiny.gin"], gin_bindings=["VOCAB_SIZE=2100"])
+    model = gin.get_configurable(encoder_decoder.EncoderDecoderModel)()
+    assert model.config == t5.tiny_config(2100)

@@ -56,15 +56,7 @@ def demo_stage(
         kind="seq2seq",
     )
     vocabulary = pipeline.get_vocabulary(task.name)
-    config = t5.T5Config(
-        vocab_size=vocabulary.vocab_size,
-        emb_dim=128,
-        num_heads=4,
-        head_dim=32,
-        mlp_dim=384,
-        num_encoder_layers=3,
-        num_decoder_layers=3,
-    )
+    config = t5.tiny_config(vocabulary.vocab_size)
     schedule = optimizers.warmup_cosine_schedule(
         peak_learning_rate=learning_rate,
         warmup_steps=max(1, train_steps // 5),

@@ -47,6 +47,19 @@ class T5Config:
         return jnp.dtype(self.dtype)
 
 
+def tiny_config(vocab_size: int) -> T5Config:
+    """The tiny T5 of the demo and tests (= gin_configs/models/t5_1_1/tiny.gin): 3+3 layers, d 128."""
+    return T5Config(
+        vocab_size=vocab_size,
+        emb_dim=128,
+        num_heads=4,
+        head_dim=32,
+        mlp_dim=384,
+        num_encoder_layers=3,
+        num_decoder_layers=3,
+    )
+
+
 def _attention(cfg: T5Config, name: str) -> layers.MultiHeadAttention:
     return layers.MultiHeadAttention(
         num_heads=cfg.num_heads,

@@ -75,15 +75,7 @@ def run(
             checkpoints.resolve_checkpoint(initial_checkpoint)[0]
         )
     else:
-        config = t5.T5Config(
-            vocab_size=vocab_size,
-            emb_dim=128,
-            num_heads=4,
-            head_dim=32,
-            mlp_dim=384,
-            num_encoder_layers=3,
-            num_decoder_layers=3,
-        )
+        config = t5.tiny_config(vocab_size)
     model = encoder.DualEncoderModel(config, projection_dim=128, shared=True)
     data = pairs.PairsDataSource(
         passages=str(pack_dir),
