@@ -27,6 +27,7 @@ from typing import Any
 
 from vertjax import errors, io_utils
 from vertjax.consistency import lexicon
+from vertjax.data import corpora
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 BINARY_LABELS = ("consistent", "inconsistent")
@@ -141,26 +142,7 @@ def tfds_records(
     tfds_name, premise_key, split_map = TFDS_SOURCES[name]
     if split not in split_map:
         raise errors.ConfigError(f"split must be one of {sorted(split_map)}, got {split!r}")
-    try:
-        dataset, info = tfds.load(
-            tfds_name,
-            split=split_map[split],
-            data_dir=data_dir,
-            download=False,
-            shuffle_files=False,
-            with_info=True,
-        )
-    except (
-        AssertionError,
-        FileNotFoundError,
-        ValueError,
-        tfds.core.registered.DatasetNotFoundError,
-    ) as e:
-        raise errors.DataError(
-            f"tfds dataset {tfds_name!r} is not prepared here ({e}); prepare it with "
-            f"`tfds build {tfds_name}` and pass its data dir",
-            path=data_dir,
-        ) from None
+    dataset, info = corpora.load_prepared_tfds(tfds_name, split=split_map[split], data_dir=data_dir)
     names = [normalize_label(n) for n in info.features["label"].names]
     count = 0
     for index, example in enumerate(tfds.as_numpy(dataset)):

@@ -495,6 +495,35 @@ def shakespeare_documents(texts: Iterable[tuple[str, str]]) -> Iterator[Document
 # ----------------------------------------------------------------------------------------------
 
 
+def load_prepared_tfds(name: str, *, split: str, data_dir: str | None) -> tuple[Any, Any]:
+    """(dataset, info) of a TFDS dataset already prepared in `data_dir`; never downloads.
+
+    A dataset that is not prepared there is one `DataError` saying how to prepare it.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.load(
+            name,
+            split=split,
+            data_dir=data_dir,
+            download=False,
+            shuffle_files=False,
+            with_info=True,
+        )
+    except (
+        AssertionError,
+        FileNotFoundError,
+        ValueError,
+        tfds.core.registered.DatasetNotFoundError,
+    ) as e:
+        raise errors.DataError(
+            f"tfds dataset {name!r} (split {split!r}) is not prepared here: {e}; prepare it with "
+            f"`tfds build {name}` and pass its data dir",
+            path=data_dir,
+        ) from None
+
+
 def tfds_documents(
     name: str,
     *,
@@ -507,21 +536,7 @@ def tfds_documents(
     be prepared in `data_dir` (e.g. by `tfds build` on a machine with internet)."""
     import tensorflow_datasets as tfds
 
-    try:
-        dataset = tfds.load(
-            name, split=split, data_dir=data_dir, download=False, shuffle_files=False
-        )
-    except (
-        AssertionError,
-        FileNotFoundError,
-        ValueError,
-        tfds.core.registered.DatasetNotFoundError,
-    ) as e:
-        raise errors.DataError(
-            f"tfds dataset {name!r} (split {split!r}) is not prepared here: {e}; prepare it with "
-            f"`tfds build` and pass its data_dir as --source",
-            path=data_dir,
-        ) from None
+    dataset, _ = load_prepared_tfds(name, split=split, data_dir=data_dir)
     for index, example in enumerate(tfds.as_numpy(dataset)):
         if text_key not in example:
             raise errors.DataError(
