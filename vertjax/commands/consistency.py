@@ -41,6 +41,16 @@ def _scorer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window_stride", type=int, default=256)
 
 
+EVAL_HELP = "ROC AUC, accuracy, calibration vs the lexical baseline"
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `vertjax consistency eval` (also reachable as `vertjax eval consistency`)."""
+    _scorer_flags(parser)
+    parser.add_argument("--out", default=None, help="dir for scores.jsonl, metrics.json, PNG")
+    parser.add_argument("--threshold", type=float, default=0.5, help="accuracy threshold")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="consistency_command", metavar="<what>", required=True)
     score = sub.add_parser("score", help="P(entailment) per pair (resumable)")
@@ -48,11 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     score.add_argument("--out", required=True, help="output JSONL {id, p_entailment, label}")
     score.set_defaults(_consistency=_run_score)
 
-    evaluate = sub.add_parser("eval", help="ROC AUC, accuracy, calibration vs the lexical baseline")
-    _scorer_flags(evaluate)
-    evaluate.add_argument("--out", default=None, help="dir for scores.jsonl, metrics.json, PNG")
-    evaluate.add_argument("--threshold", type=float, default=0.5, help="accuracy threshold")
-    evaluate.set_defaults(_consistency=_run_eval)
+    evaluate = sub.add_parser("eval", help=EVAL_HELP)
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(_consistency=run_eval)
 
     data = sub.add_parser("train-data", help="NLI train/validation/test JSONL")
     source = data.add_mutually_exclusive_group(required=True)
@@ -145,7 +153,7 @@ def _run_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_eval(args: argparse.Namespace) -> int:
+def run_eval(args: argparse.Namespace) -> int:
     from vertjax.consistency import metrics, nli
 
     records = _load_pairs(args.pairs, labelled=True)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from vertjax import gin_utils
+from vertjax.commands import consistency
 
 HELP = (
     "evaluate: `vertjax eval ppl --gin_file=runs/eval.gin --gin.CHECKPOINT=...` | "
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     retrieval.add_argument("--no_verify", action="store_true", help="skip index SHA-256 checks")
     retrieval.set_defaults(_eval=_run_retrieval)
+    consistency_eval = sub.add_parser("consistency", help=consistency.EVAL_HELP)
+    consistency.add_eval_arguments(consistency_eval)
+    consistency_eval.set_defaults(_eval=consistency.run_eval)
 
 
 def run(args: argparse.Namespace) -> int:
