@@ -68,6 +68,18 @@ _ADVERBS = tuple(
 _TITLES = ("Storage", "Queries", "Recovery", "Indexes", "Replication", "Training", "Tokens")
 
 
+# gin bindings that shrink models/t5_1_1/tiny.gin for CLI tests (vocab 180 = 80 pieces + 100 extra ids).
+TINY_MODEL_GIN_BINDINGS = (
+    "--gin.VOCAB_SIZE=180",
+    "--gin.t5.T5Config.emb_dim=32",
+    "--gin.t5.T5Config.num_heads=2",
+    "--gin.t5.T5Config.head_dim=16",
+    "--gin.t5.T5Config.mlp_dim=64",
+    "--gin.t5.T5Config.num_encoder_layers=2",
+    "--gin.t5.T5Config.num_decoder_layers=2",
+)
+
+
 def tiny_corpus_records(n: int = TINY_CORPUS_PASSAGES, seed: int = 0) -> list[dict[str, str]]:
     """Returns `n` short passages `{id, doc_id, title, text}` of 3-5 templated sentences each."""
     rng = random.Random(seed)

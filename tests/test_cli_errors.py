@@ -14,19 +14,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import tiny_corpus_records
+from conftest import TINY_MODEL_GIN_BINDINGS, tiny_corpus_records
 
 from vertjax import cli, io_utils
-
-TINY = (
-    "--gin.VOCAB_SIZE=180",
-    "--gin.t5.T5Config.emb_dim=32",
-    "--gin.t5.T5Config.num_heads=2",
-    "--gin.t5.T5Config.head_dim=16",
-    "--gin.t5.T5Config.mlp_dim=64",
-    "--gin.t5.T5Config.num_encoder_layers=2",
-    "--gin.t5.T5Config.num_decoder_layers=2",
-)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +54,7 @@ def argv(paths, *, task: str, steps: int = 4, train: str = "good", drop=(), extr
         "--gin.BATCH_SIZE=4",
         "--gin.CHECKPOINT_PERIOD=2",
         "--no_progress",
-        *TINY,
+        *TINY_MODEL_GIN_BINDINGS,
         *extra,
     ]
     return [a for a in args if not any(a.startswith(d) for d in drop)]

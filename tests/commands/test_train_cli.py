@@ -13,20 +13,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import tiny_corpus_records
+from conftest import TINY_MODEL_GIN_BINDINGS, tiny_corpus_records
 
 from vertjax import cli, io_utils
 from vertjax.train import checkpoints
-
-TINY_BINDINGS = (
-    "--gin.VOCAB_SIZE=180",
-    "--gin.t5.T5Config.emb_dim=32",
-    "--gin.t5.T5Config.num_heads=2",
-    "--gin.t5.T5Config.head_dim=16",
-    "--gin.t5.T5Config.mlp_dim=64",
-    "--gin.t5.T5Config.num_encoder_layers=2",
-    "--gin.t5.T5Config.num_decoder_layers=2",
-)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +53,7 @@ def train_argv(corpus, model_dir, *, task: str, steps: int, extra=()) -> list[st
         "--gin.EVAL_PERIOD=2",
         "--gin.EVAL_BATCHES=2",
         "--no_progress",
-        *TINY_BINDINGS,
+        *TINY_MODEL_GIN_BINDINGS,
         *extra,
     ]
 
