@@ -119,11 +119,9 @@ def _decode_batches(
 
     vocab = vocab_lib.load_vocab(args.vocab)
     config, params = checkpoints.load_params(args.checkpoint)
-    if vocab.vocab_size > config.vocab_size:
-        raise errors.ConfigError(
-            f"the vocab {args.vocab} has {vocab.vocab_size} ids but the model in "
-            f"{args.checkpoint} only {config.vocab_size}: wrong --vocab?"
-        )
+    vocab_lib.check_fits_model(
+        vocab, config.vocab_size, vocab_path=args.vocab, model=f"the model in {args.checkpoint}"
+    )
     model = encoder_decoder.EncoderDecoderModel(config)
     written = 0
     with tqdm(total=total, initial=skipped, unit="ex", desc="infer") as progress:

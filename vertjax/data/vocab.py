@@ -242,3 +242,14 @@ def load_vocab(path: PathLike, extra_ids: int = DEFAULT_EXTRA_IDS) -> seqio.Sent
             path=model_path,
         )
     return seqio.SentencePieceVocabulary(str(model_path), extra_ids=extra_ids)
+
+
+def check_fits_model(
+    vocabulary: seqio.Vocabulary, model_vocab_size: int, *, vocab_path: PathLike, model: str
+) -> None:
+    """`ConfigError` when the vocab has ids that the model's embedding table lacks (wrong vocab)."""
+    if vocabulary.vocab_size > model_vocab_size:
+        raise errors.ConfigError(
+            f"the vocab {vocab_path} has {vocabulary.vocab_size} ids but {model} only "
+            f"{model_vocab_size}: wrong vocab?"
+        )

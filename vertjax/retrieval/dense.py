@@ -62,7 +62,9 @@ class DenseRetriever(index.DenseRetriever):
                 f" index has {dense_index.dimension} (built with another encoder?)"
             )
         vocabulary = vocab_lib.load_vocab(vocab)
-        encode.check_vocab_fits(vocabulary, model, vocab_path=vocab)
+        vocab_lib.check_fits_model(
+            vocabulary, model.config.vocab_size, vocab_path=vocab, model="the retriever"
+        )
         return cls(dense_index, QuestionEncoder(model, params, vocabulary, length=question_length))
 
     @classmethod

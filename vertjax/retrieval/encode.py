@@ -49,15 +49,6 @@ def tokenize(vocab: Any, texts: Sequence[str], *, length: int) -> np.ndarray:
     return tokens
 
 
-def check_vocab_fits(vocab: Any, model: Any, *, vocab_path: PathLike) -> None:
-    """`ConfigError` when the vocab has ids the model's embedding table lacks (wrong vocab)."""
-    if vocab.vocab_size > model.config.vocab_size:
-        raise errors.ConfigError(
-            f"the vocab {vocab_path} has {vocab.vocab_size} ids but the retriever's embedding "
-            f"table only {model.config.vocab_size}: wrong vocab?"
-        )
-
-
 class BatchEncoder:
     """Embeds token batches with a dual encoder, split over all local devices ("data" axis)."""
 
@@ -261,7 +252,9 @@ def build_index(
 
         model, params = encoder.load_dual_encoder(str(retriever))
         vocabulary = vocab_lib.load_vocab(vocab)
-        check_vocab_fits(vocabulary, model, vocab_path=vocab)
+        vocab_lib.check_fits_model(
+            vocabulary, model.config.vocab_size, vocab_path=vocab, model="the retriever"
+        )
         summary["resumed_from_row"] = encode_passages(
             encoder=BatchEncoder(model, params, kind="passage", batch_size=batch_size),
             vocab=vocabulary,

@@ -73,11 +73,12 @@ class T5Generator:
         self.vocab = vocab_lib.load_vocab(vocab_path)
         model_dir, step = checkpoints.resolve_checkpoint(checkpoint_dir)
         config, self.params = checkpoints.load_params(checkpoint_dir)
-        if self.vocab.vocab_size > config.vocab_size:
-            raise errors.ConfigError(
-                f"the vocab {vocab_path} has {self.vocab.vocab_size} ids but the model in "
-                f"{checkpoint_dir} only {config.vocab_size}: wrong vocab?"
-            )
+        vocab_lib.check_fits_model(
+            self.vocab,
+            config.vocab_size,
+            vocab_path=vocab_path,
+            model=f"the model in {checkpoint_dir}",
+        )
         self.t5 = encoder_decoder.EncoderDecoderModel(config)
         self.model = f"{model_dir}@{step}"
         self.batch_size, self.max_input_length = batch_size, max_input_length
