@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -151,3 +152,17 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tiny_vocab, tmp_path, caps
     assert _infer(tmp_path / "no_such_run", tiny_vocab, good, tmp_path / "o.jsonl") == 2
     assert "no_such_run" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").read_text()
+
+
+def test_a_vocab_bigger_than_the_model_is_one_line_and_exit_2(tiny_vocab, tmp_path, capsys):
+    from vertjax.train import checkpoints
+
+    small = dataclasses.replace(CONFIG, vocab_size=350)
+    params = encoder_decoder.EncoderDecoderModel(small).init_params(jax.random.key(0))
+    checkpoints.save_params(tmp_path / "small", config=small, params=params)
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"inputs": "a"}\n')
+    assert _infer(tmp_path / "small", tiny_vocab, good, tmp_path / "o.jsonl") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "wrong vocab" in err
+    assert str(tiny_vocab) in err and str(tmp_path / "small") in err

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import jax
 import numpy as np
@@ -102,6 +104,19 @@ def test_binary_labels_and_bad_options(nli_checkpoint, tiny_vocab):
     big = vocab_lib.load_vocab(tiny_vocab, extra_ids=500)
     with pytest.raises(errors.CheckpointError, match="vocab"):
         nli.Scorer.from_model(model, params, big)
+
+
+def test_scorer_refuses_a_vocab_bigger_than_the_model(nli_checkpoint, tiny_vocab, tmp_path):
+    _, model, _, vocabulary = nli_checkpoint
+    small = dataclasses.replace(model.config, vocab_size=vocabulary.vocab_size - 50)
+    params = encoder_decoder.EncoderDecoderModel(small).init_params(jax.random.key(0))
+    checkpoints.save_params(tmp_path / "small", config=small, params=params)
+    expected = (
+        f"vocab {tiny_vocab} has {vocabulary.vocab_size} ids but the model in "
+        f"{tmp_path / 'small'} only {small.vocab_size}"
+    )
+    with pytest.raises(errors.ConfigError, match=re.escape(expected)):
+        nli.Scorer(tmp_path / "small", tiny_vocab)
 
 
 def test_cli_score_is_resumable(nli_checkpoint, tiny_vocab, tmp_path):

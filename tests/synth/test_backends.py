@@ -192,3 +192,24 @@ def test_t5_generator_decodes_a_tiny_random_checkpoint(tmp_path, tiny_vocab):
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
     assert out == g.generate(texts, max_tokens=6, temperature=1.0, seed=0)
     assert g.name == "t5" and g.model.endswith("@0")
+
+
+def test_t5_generator_refuses_a_vocab_bigger_than_the_model(tmp_path, tiny_vocab):
+    import jax
+
+    from vertjax.models import encoder_decoder, t5
+    from vertjax.train import checkpoints
+
+    config = t5.T5Config(
+        vocab_size=350,  # the tiny vocab has 300 pieces + 100 extra ids
+        emb_dim=8,
+        num_heads=1,
+        head_dim=8,
+        mlp_dim=16,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+    )
+    params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
+    checkpoints.save_params(tmp_path / "model", config=config, params=params)
+    with pytest.raises(errors.ConfigError, match="has 400 ids but the model in .* only 350"):
+        backends.T5Generator(tmp_path / "model", tiny_vocab)

@@ -113,16 +113,10 @@ def _decode_batches(
     import numpy as np
     from tqdm import tqdm
 
-    from vertjax.data import vocab as vocab_lib
     from vertjax.models import decoding, encoder_decoder
-    from vertjax.train import checkpoints
 
-    vocab = vocab_lib.load_vocab(args.vocab)
-    config, params = checkpoints.load_params(args.checkpoint)
-    vocab_lib.check_fits_model(
-        vocab, config.vocab_size, vocab_path=args.vocab, model=f"the model in {args.checkpoint}"
-    )
-    model = encoder_decoder.EncoderDecoderModel(config)
+    loaded = encoder_decoder.load_pretrained(args.checkpoint, args.vocab)
+    model, params, vocab = loaded.model, loaded.params, loaded.vocabulary
     written = 0
     with tqdm(total=total, initial=skipped, unit="ex", desc="infer") as progress:
         for batch_index, batch in todo:

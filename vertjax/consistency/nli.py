@@ -63,15 +63,13 @@ class Scorer:
         max_hypothesis_tokens: int = 128,
         batch_size: int = 48,
     ):
-        from vertjax.data import vocab
         from vertjax.models import encoder_decoder
-        from vertjax.train import checkpoints
 
-        config, params = checkpoints.load_params(checkpoint_dir)
+        loaded = encoder_decoder.load_pretrained(checkpoint_dir, vocab_path)
         self._setup(
-            model=encoder_decoder.EncoderDecoderModel(config),
-            params=params,
-            vocabulary=vocab.load_vocab(vocab_path),
+            model=loaded.model,
+            params=loaded.params,
+            vocabulary=loaded.vocabulary,
             labels=labels,
             positive_label=positive_label,
             max_premise_tokens=max_premise_tokens,

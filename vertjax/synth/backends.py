@@ -64,23 +64,13 @@ class T5Generator:
         top_k: int = 0,
         top_p: float = 1.0,
     ):
-        from vertjax.data import vocab as vocab_lib
         from vertjax.models import encoder_decoder
-        from vertjax.train import checkpoints
 
         if batch_size < 1 or max_input_length < 2:
             raise errors.ConfigError("T5Generator needs batch_size >= 1 and max_input_length >= 2")
-        self.vocab = vocab_lib.load_vocab(vocab_path)
-        model_dir, step = checkpoints.resolve_checkpoint(checkpoint_dir)
-        config, self.params = checkpoints.load_params(checkpoint_dir)
-        vocab_lib.check_fits_model(
-            self.vocab,
-            config.vocab_size,
-            vocab_path=vocab_path,
-            model=f"the model in {checkpoint_dir}",
-        )
-        self.t5 = encoder_decoder.EncoderDecoderModel(config)
-        self.model = f"{model_dir}@{step}"
+        loaded = encoder_decoder.load_pretrained(checkpoint_dir, vocab_path)
+        self.vocab, self.params, self.t5 = loaded.vocabulary, loaded.params, loaded.model
+        self.model = f"{loaded.model_dir}@{loaded.step}"
         self.batch_size, self.max_input_length = batch_size, max_input_length
         self.top_k, self.top_p = top_k, top_p
 

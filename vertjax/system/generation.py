@@ -178,15 +178,13 @@ class T5AnswerGenerator:
         max_decode_length: int = 128,
         draft_length: int = 8,
     ):
-        from vertjax.data import vocab as vocab_lib
         from vertjax.models import encoder_decoder
-        from vertjax.train import checkpoints
 
-        config, params = checkpoints.load_params(checkpoint)
+        loaded = encoder_decoder.load_pretrained(checkpoint, vocab)
         self._setup(
-            model=encoder_decoder.EncoderDecoderModel(config),
-            params=params,
-            vocabulary=vocab_lib.load_vocab(vocab),
+            model=loaded.model,
+            params=loaded.params,
+            vocabulary=loaded.vocabulary,
             method=method,
             reference_decoding=reference_decoding,
             max_input_length=max_input_length,
