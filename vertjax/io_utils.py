@@ -53,15 +53,15 @@ def load_jsonl(path: PathLike, *, required_keys: Sequence[str] = ()) -> list[dic
     return records
 
 
-def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
-    """Writes text to a temp file in the same folder, then renames it over `path`."""
+def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
+    """Writes bytes to a temp file in the same folder, then renames it over `path`."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,6 +69,11 @@ def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
+    """Writes UTF-8 text to a temp file in the same folder, then renames it over `path`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _umask() -> int:

@@ -125,3 +125,78 @@ def test_missing_normalize_and_bad_tensors_are_named(tmp_path):
     )
     with pytest.raises(errors.DataError, match="bias"):
         gtr.from_sentence_transformers(tmp_path / "st")
+
+
+def _save_with_sentence_transformers(root: pathlib.Path, vocab: pathlib.Path, *, length: int):
+    """A tiny GTR saved by sentence-transformers itself (its own, >= 6, directory layout)."""
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers.sentence_transformer import modules
+
+    from vertjax.convert import hf_t5
+
+    torch.manual_seed(0)
+    config = transformers.T5Config(
+        vocab_size=512,
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=2,
+        num_heads=2,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+    )
+    transformers.T5EncoderModel(config).save_pretrained(root / "hf")
+    hf_t5.write_tokenizer(vocab, root / "hf")
+    pipeline = [
+        modules.Transformer(str(root / "hf"), max_seq_length=length),
+        modules.Pooling(16, pooling_mode="mean"),
+        modules.Dense(16, 12, bias=False, activation_function=torch.nn.Identity()),
+        modules.Normalize(),
+    ]
+    model = st.SentenceTransformer(modules=pipeline, device="cpu")
+    model.save(str(root / "st"))
+    return model
+
+
+def test_a_model_saved_by_sentence_transformers_encodes_texts_identically(tiny_vocab, tmp_path):
+    from vertjax.data import vocab as vocab_lib
+    from vertjax.retrieval import encode
+
+    reference = _save_with_sentence_transformers(tmp_path, tiny_vocab, length=24)
+    modules = json.loads((tmp_path / "st" / "modules.json").read_text())
+    assert (
+        modules[0]["path"] == ""
+        and "pooling_mode_mean_tokens"
+        not in (tmp_path / "st" / "1_Pooling" / "config.json").read_text()
+    )  # the new layout, not the one _write_st_model writes
+    texts = [
+        "The river flows north past the old mill.",
+        "Short.",
+        " ".join(["a long passage that sentence-transformers truncates"] * 8),
+    ]
+    model, params = gtr.from_sentence_transformers(tmp_path / "st")
+    tokens = encode.tokenize(vocab_lib.load_vocab(tiny_vocab), texts, length=24)
+    got = np.asarray(model.encode(params, tokens, kind="passage"))
+    np.testing.assert_allclose(got, reference.encode(texts, convert_to_numpy=True), atol=2e-5)
+
+
+def test_cli_imports_a_sentence_transformers_directory(tiny_vocab, tmp_path, capsys):
+    from vertjax import cli
+
+    reference = _save_with_sentence_transformers(tmp_path, tiny_vocab, length=16)
+    args = ["convert", "--from-sentence-transformers", str(tmp_path / "st")]
+    assert cli.main([*args, "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "GTR retriever" in out and "embedding dim 12" in out
+    model, params = encoder.load_dual_encoder(str(tmp_path / "run"))
+    ids = np.array([reference.tokenizer("one two three").input_ids], dtype=np.int32)
+    np.testing.assert_allclose(
+        np.asarray(model.encode(params, ids, kind="question")),
+        reference.encode(["one two three"], convert_to_numpy=True),
+        atol=2e-5,
+    )
+    (tmp_path / "st" / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls"}))
+    assert cli.main([*args, "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1_Pooling/config.json" in err and "mean-pools" in err
+    assert not (tmp_path / "bad").exists()

@@ -408,3 +408,53 @@ def test_cli_errors(v11_dir, tmp_path, capsys):
     assert "not an empty directory" in capsys.readouterr().err
     assert cli.main(["convert", "--to-hf", "--out", str(tmp_path / "o2")]) == 2
     assert "--to-hf needs --checkpoint" in capsys.readouterr().err
+
+
+def test_written_tokenizer_tokenizes_like_the_vocab(tiny_vocab, tmp_path):
+    from vertjax.data import vocab as vocab_lib
+
+    hf_t5.write_tokenizer(tiny_vocab, tmp_path / "tok")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "tok")
+    vocabulary = vocab_lib.load_vocab(tiny_vocab)
+    for text in ("The river flows north.", "a b  c", "Zebra crossings; 42 lanes!"):
+        assert tokenizer(text).input_ids == vocabulary.encode(text) + [vocabulary.eos_id]
+    assert (tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1)
+    assert len(tokenizer) == vocabulary.vocab_size
+    assert tokenizer.convert_tokens_to_ids("<extra_id_0>") == vocabulary.vocab_size - 1
+
+
+def test_cli_to_hf_with_vocab_writes_a_checked_tokenizer(tiny_vocab, tmp_path, capsys):
+    from vertjax.models import encoder_decoder
+
+    def save(vocab_size: int) -> pathlib.Path:
+        model = encoder_decoder.EncoderDecoderModel(t5.tiny_config(vocab_size))
+        params = model.init_params(jax.random.PRNGKey(0))
+        run_dir = tmp_path / f"vj{vocab_size}"
+        checkpoints.save_params(run_dir, config=model.config, params=params)
+        return run_dir
+
+    args = ["convert", "--to-hf", "--vocab", str(tiny_vocab), "--checkpoint"]
+    assert cli.main([*args, str(save(512)), "--out", str(tmp_path / "hf")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", tokenizer")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    model = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "hf")
+    assert len(tokenizer) <= model.config.vocab_size == 512
+    # A vocab with more ids than the model's embedding is refused and nothing is written.
+    assert cli.main([*args, str(save(128)), "--out", str(tmp_path / "small")]) == 2
+    assert "ids but --checkpoint only 128" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()
+    assert (
+        cli.main(
+            [
+                "convert",
+                "--from-hf",
+                str(tmp_path / "hf"),
+                "--vocab",
+                str(tiny_vocab),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "--vocab goes with --to-hf" in capsys.readouterr().err

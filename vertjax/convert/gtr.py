@@ -8,6 +8,11 @@ GTR pipeline:
     Dense       (2_Dense: config.json + model.safetensors, no bias, Identity activation; optional)
     Normalize   (3_Normalize)                                      -> L2 normalisation
 
+Both layouts are read: the one the published GTR checkpoints use (sentence-transformers < 6:
+`sentence_transformers.models.Transformer` in `0_Transformer/`, `pooling_mode_mean_tokens`) and
+the one sentence-transformers 6 saves (`sentence_transformers.base.modules.transformer.Transformer`
+at the root, `"pooling_mode": "mean"`).
+
 into `DualEncoderModel(shared=True)` params (`tower/token_embedder`, `tower/encoder`,
 `tower/projection`). Without a Dense module the projection is the identity. Anything vertjax
 would compute differently (CLS/max pooling, a biased or non-linear Dense, no Normalize) is a
@@ -30,7 +35,8 @@ from vertjax.convert import hf_t5
 
 PathLike = str | os.PathLike
 MODULES_FILE = "modules.json"
-_ST = "sentence_transformers.models."
+_ST = "sentence_transformers."
+_GTR_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 _IDENTITY = ("torch.nn.modules.linear.Identity", "torch.nn.Identity")
 _EMBEDDING_ALIAS = "encoder.embed_tokens.weight"
 
@@ -54,8 +60,8 @@ def read_modules(model_dir: pathlib.Path) -> dict[str, pathlib.Path]:
         kind = str(module.get("type", "")) if isinstance(module, dict) else ""
         if not kind.startswith(_ST):
             raise errors.DataError(f"unsupported module {module!r}", path=model_dir / MODULES_FILE)
-        name = kind[len(_ST) :]
-        if name in found or name not in ("Transformer", "Pooling", "Dense", "Normalize"):
+        name = kind.rsplit(".", 1)[-1]  # the class name, whichever package layout holds it
+        if name in found or name not in _GTR_MODULES:
             raise errors.DataError(
                 f"module {name!r} is not part of a GTR pipeline (Transformer, Pooling, Dense,"
                 " Normalize, once each)",
@@ -71,10 +77,23 @@ def read_modules(model_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     return found
 
 
+def _pooling_modes(config: Mapping[str, Any]) -> set[str]:
+    """The pooling modes a Pooling config turns on, in either layout, as short names ("mean")."""
+    if "pooling_mode" in config:  # sentence-transformers >= 6: a name or a list of names
+        modes = config["pooling_mode"]
+        return {str(m) for m in (modes if isinstance(modes, list) else [modes])}
+    prefix = "pooling_mode_"
+    return {
+        k[len(prefix) :].removesuffix("_tokens").removesuffix("_token")
+        for k, v in config.items()
+        if k.startswith(prefix) and v
+    }
+
+
 def _check_pooling(directory: pathlib.Path) -> None:
     config = _json(directory / "config.json")
-    modes = {k for k, v in config.items() if k.startswith("pooling_mode") and v}
-    if modes != {"pooling_mode_mean_tokens"}:
+    modes = _pooling_modes(config)
+    if modes != {"mean"}:
         raise errors.DataError(
             f"pooling {sorted(modes)}: vertjax's GTR tower mean-pools tokens only",
             path=directory / "config.json",
@@ -168,11 +187,16 @@ def _check_shapes(params: Mapping[str, Any], abstract: Any, *, where: pathlib.Pa
             )
 
 
-def import_sentence_transformers(path: PathLike, out_dir: PathLike) -> pathlib.Path:
+def save_retriever(model: Any, params: Any, out_dir: PathLike) -> pathlib.Path:
     """Writes a retriever run dir (`load_dual_encoder` / `vertjax index build --retriever`)."""
     from vertjax.train import checkpoints
 
-    model, params = from_sentence_transformers(path)
     checkpoints.save_params(out_dir, config=model.config, params=params, step=0)
     model.save_config(str(out_dir))
     return pathlib.Path(out_dir)
+
+
+def import_sentence_transformers(path: PathLike, out_dir: PathLike) -> pathlib.Path:
+    """Converts a sentence-transformers directory into a retriever run dir at `out_dir`."""
+    model, params = from_sentence_transformers(path)
+    return save_retriever(model, params, out_dir)

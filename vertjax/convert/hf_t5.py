@@ -29,6 +29,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 ARCHITECTURE = "T5ForConditionalGeneration"
+TOKENIZER_MODEL_FILE = "spiece.model"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
 # HF activation names (transformers' ACT2FN keys) → vertjax `GatedMlp` activation names.
 _FROM_HF_ACTIVATION = {
@@ -375,4 +377,33 @@ def to_hf(config: t5.T5Config, params: Mapping[str, Any], out_dir: PathLike) -> 
     finally:
         tmp.unlink(missing_ok=True)
     io_utils.atomic_write_json(out / CONFIG_FILE, config_to_hf(config))
+    return out
+
+
+def write_tokenizer(
+    vocab_path: PathLike, out_dir: PathLike, *, extra_ids: int = 100, max_length: int = 512
+) -> pathlib.Path:
+    """Writes the SentencePiece vocab as an HF T5 tokenizer (`spiece.model` + its config).
+
+    `transformers.AutoTokenizer.from_pretrained(out_dir)` then tokenizes exactly as the vertjax
+    vocab does (same ids, EOS appended, `<extra_id_0>` the last id), so a converted checkpoint is a
+    complete HF model directory.
+    """
+    from vertjax.data import vocab as vocab_lib
+
+    source = vocab_lib.resolve_model_path(vocab_path)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    io_utils.atomic_write_bytes(out / TOKENIZER_MODEL_FILE, source.read_bytes())
+    io_utils.atomic_write_json(
+        out / TOKENIZER_CONFIG_FILE,
+        {
+            "tokenizer_class": "T5Tokenizer",
+            "extra_ids": extra_ids,
+            "eos_token": "</s>",
+            "unk_token": "<unk>",
+            "pad_token": "<pad>",
+            "model_max_length": max_length,
+        },
+    )
     return out

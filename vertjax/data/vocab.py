@@ -97,15 +97,6 @@ def _piece_lines(model_bytes: bytes) -> str:
     return "".join(f"{p.piece}\t{p.score:g}\n" for p in model.pieces)
 
 
-def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def train_vocab(
     *,
     inputs: Sequence[PathLike],
@@ -188,7 +179,7 @@ def train_vocab(
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY_FILENAME).unlink(missing_ok=True)  # a stale summary must not vouch for new files
-    _atomic_write_bytes(out / MODEL_FILENAME, model_bytes)
+    io_utils.atomic_write_bytes(out / MODEL_FILENAME, model_bytes)
     io_utils.atomic_write_text(out / VOCAB_FILENAME, _piece_lines(model_bytes))
     summary = {
         "model": MODEL_FILENAME,
