@@ -6,8 +6,13 @@ Vectors are random but clustered (Gaussian blobs, L2-normalised, dot-product sea
 embeddings) and are written with `EmbeddingWriter`, so ScaNN is built through `DenseIndex.build`
 from the memory-mapped file exactly as `vertjax index build` does.
 
+With `--embeddings DIR` the corpus is real: the vectors of an index that `vertjax index build`
+encoded (`DIR/embeddings.npy`); `--queries` random rows are held out as queries (the ann-benchmarks
+convention) and the rest are the corpus.
+
     python benchmarks/ann.py --n 200000 --d 768          # a few minutes on 2 cores
     python benchmarks/ann.py --n 1000000 --d 768 --methods scann,ivfpq,brute
+    python benchmarks/ann.py --embeddings runs/real_index
 """
 
 from __future__ import annotations
@@ -89,6 +94,27 @@ def write_corpus(directory: pathlib.Path, args: argparse.Namespace) -> tuple[np.
         np.random.default_rng([args.seed, args.n + 1]), centers, args.queries, args.spread
     )
     return queries.astype(np.float32), time.perf_counter() - start
+
+
+def split_real_corpus(
+    directory: pathlib.Path, args: argparse.Namespace
+) -> tuple[np.ndarray, float]:
+    """Copies all but `args.queries` random rows of `--embeddings` into `directory` (the corpus,
+    written with `EmbeddingWriter`); returns (the held-out rows as queries, seconds)."""
+    start = time.perf_counter()
+    source = pathlib.Path(args.embeddings)
+    source = source / store.EMBEDDINGS_FILE if source.is_dir() else source
+    vectors = store.open_embeddings(source)
+    if args.queries >= len(vectors):
+        raise SystemExit(f"{source}: {len(vectors)} vectors, fewer than --queries {args.queries}")
+    held_out = np.zeros(len(vectors), bool)
+    held_out[np.random.default_rng(args.seed).choice(len(vectors), args.queries, replace=False)] = 1
+    args.n, args.d = len(vectors) - args.queries, vectors.shape[1]
+    shard = 50_000
+    with store.EmbeddingWriter(directory, dim=args.d, count=args.n, shard_size=shard) as writer:
+        for row in range(0, len(vectors), shard):
+            writer.write(np.asarray(vectors[row : row + shard][~held_out[row : row + shard]]))
+    return np.asarray(vectors[held_out], np.float32), time.perf_counter() - start
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -202,9 +228,10 @@ def run_ivfpq(embeddings, queries, truth, args) -> Result:
 
 
 def markdown(results: list[Result], args: argparse.Namespace) -> str:
+    source = f"real vectors of {args.embeddings}" if args.embeddings else "clustered vectors"
     lines = [
-        f"N={args.n:,} D={args.d} queries={args.queries} k={args.k} target recall@{args.k}"
-        f" >= {args.target}",
+        f"{source}: N={args.n:,} D={args.d} queries={args.queries} k={args.k} target"
+        f" recall@{args.k} >= {args.target}",
         "",
         f"| method | build (s) | setting | recall@{args.k} | QPS |",
         "|---|---:|---|---:|---:|",
@@ -236,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--hnsw_m", type=int, default=32)
     parser.add_argument("--hnsw_ef_construction", type=int, default=80)
+    parser.add_argument(
+        "--embeddings",
+        metavar="DIR",
+        help="real vectors: a `vertjax index build` dir (or its embeddings.npy); --n/--d ignored",
+    )
     parser.add_argument("--workdir", help="where to write the vectors (default: a temp dir)")
     parser.add_argument("--json", help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -246,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         directory = pathlib.Path(tmp)
-        queries, gen_s = write_corpus(directory, args)
+        make_corpus = split_real_corpus if args.embeddings else write_corpus
+        queries, gen_s = make_corpus(directory, args)
         print(
             f"wrote {args.n:,} x {args.d} vectors in {gen_s:.1f}s; python {sys.version.split()[0]}"
             f" on {platform.machine()}",

@@ -16,12 +16,14 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
-def _write_st_model(root: pathlib.Path, *, dense: bool = True, pooling: str = "mean") -> None:
+def _write_st_model(
+    root: pathlib.Path, *, dense: bool = True, pooling: str = "mean", vocab_size: int = 64
+) -> None:
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
     config = transformers.T5Config(
-        vocab_size=64,
+        vocab_size=vocab_size,
         d_model=16,
         d_kv=8,
         d_ff=32,
@@ -187,7 +189,7 @@ def test_cli_imports_a_sentence_transformers_directory(tiny_vocab, tmp_path, cap
     args = ["convert", "--from-sentence-transformers", str(tmp_path / "st")]
     assert cli.main([*args, "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
-    assert "GTR retriever" in out and "embedding dim 12" in out
+    assert "GTR retriever" in out and "embedding dim 12" in out and "no spiece.model" in out
     model, params = encoder.load_dual_encoder(str(tmp_path / "run"))
     ids = np.array([reference.tokenizer("one two three").input_ids], dtype=np.int32)
     np.testing.assert_allclose(
@@ -199,4 +201,23 @@ def test_cli_imports_a_sentence_transformers_directory(tiny_vocab, tmp_path, cap
     assert cli.main([*args, "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "1_Pooling/config.json" in err and "mean-pools" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_published_layout_brings_its_sentencepiece_model(tiny_vocab, tmp_path, capsys):
+    import shutil
+
+    from vertjax import cli
+
+    _write_st_model(tmp_path / "st", vocab_size=512)
+    shutil.copy(tiny_vocab, tmp_path / "st" / "0_Transformer" / "spiece.model")
+    args = ["convert", "--from-sentence-transformers", str(tmp_path / "st"), "--out"]
+    assert cli.main([*args, str(tmp_path / "run")]) == 0
+    assert f"vocab {tmp_path / 'run' / 'spm.model'}" in capsys.readouterr().out
+    assert (tmp_path / "run" / "spm.model").read_bytes() == tiny_vocab.read_bytes()
+    _write_st_model(tmp_path / "small", vocab_size=128)  # fewer rows than the vocab's 400 ids
+    shutil.copy(tiny_vocab, tmp_path / "small" / "0_Transformer" / "spiece.model")
+    args[2] = str(tmp_path / "small")
+    assert cli.main([*args, str(tmp_path / "bad")]) == 2
+    assert "ids but its T5 encoder only 128" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

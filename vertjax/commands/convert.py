@@ -130,10 +130,12 @@ def _import_sentence_transformers(source: str, out: pathlib.Path) -> int:
     with staged_output(out) as tmp:
         model, params = gtr.from_sentence_transformers(source)
         gtr.save_retriever(model, params, tmp)
+        vocab = gtr.copy_vocab(source, tmp, vocab_size=model.config.vocab_size)
     config = model.config
     print(
         f"wrote {out}: GTR retriever, {t5.count_params(params):,} params, "
         f"{config.num_encoder_layers} encoder layers, d_model {config.emb_dim}, "
-        f"embedding dim {model.projection_dim}"
+        f"embedding dim {model.projection_dim}; "
+        + (f"vocab {out / vocab.name}" if vocab else "no spiece.model: pass its vocab to --vocab")
     )
     return 0

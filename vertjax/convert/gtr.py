@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
-from vertjax import errors
+from vertjax import errors, io_utils
 from vertjax.convert import hf_t5
 
 PathLike = str | os.PathLike
@@ -196,7 +196,26 @@ def save_retriever(model: Any, params: Any, out_dir: PathLike) -> pathlib.Path:
     return pathlib.Path(out_dir)
 
 
+def copy_vocab(path: PathLike, out_dir: PathLike, *, vocab_size: int) -> pathlib.Path | None:
+    """Copies the Transformer module's `spiece.model` (published GTRs ship one) to
+    `out_dir/spm.model`, checked against the model's embedding; None when there is none."""
+    from vertjax.data import vocab as vocab_lib
+
+    source = read_modules(pathlib.Path(path))["Transformer"] / hf_t5.TOKENIZER_MODEL_FILE
+    if not source.is_file():
+        return None
+    vocab_lib.check_fits_model(
+        vocab_lib.load_vocab(source), vocab_size, vocab_path=source, model="its T5 encoder"
+    )
+    return io_utils.atomic_write_bytes(
+        pathlib.Path(out_dir) / vocab_lib.MODEL_FILENAME, source.read_bytes()
+    )
+
+
 def import_sentence_transformers(path: PathLike, out_dir: PathLike) -> pathlib.Path:
-    """Converts a sentence-transformers directory into a retriever run dir at `out_dir`."""
+    """Converts a sentence-transformers directory into a retriever run dir at `out_dir` (with its
+    SentencePiece model as `spm.model` when the directory has one)."""
     model, params = from_sentence_transformers(path)
-    return save_retriever(model, params, out_dir)
+    save_retriever(model, params, out_dir)
+    copy_vocab(path, out_dir, vocab_size=model.config.vocab_size)
+    return pathlib.Path(out_dir)
