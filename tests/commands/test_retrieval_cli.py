@@ -50,7 +50,12 @@ def test_build_retrieve_and_evaluate(tmp_path, tiny_corpus_jsonl, tiny_vocab, ca
         questions,
         [
             {"id": "a", "question": records[3]["text"][:80], "positive_ids": [records[3]["id"]]},
-            {"id": "b", "question": "Who reads every row?", "answers": ["every row"], "history": ["x"]},
+            {
+                "id": "b",
+                "question": "Who reads every row?",
+                "answers": ["every row"],
+                "history": ["x"],
+            },
         ],
     )
     argv = ["eval", "retrieval", "--questions", str(questions), "--index", index]
@@ -75,3 +80,40 @@ def test_corrupted_index_is_one_clear_line(tmp_path, tiny_corpus_jsonl, capsys):
     assert cli.main([*argv, "--retriever", "bm25"]) == 2
     err = capsys.readouterr().err.strip()
     assert "corrupted manifest" in err and len(err.splitlines()) == 1
+
+
+def test_index_build_takes_scann_params_from_gin_and_flags(
+    tmp_path, tiny_corpus_jsonl, tiny_vocab, capsys
+):
+    from vertjax.retrieval import index as index_lib
+
+    argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--no_progress"]
+    argv += ["--retriever", _retriever(tmp_path / "gtr"), "--vocab", str(tiny_vocab)]
+    argv += ["--gin_file=index/scann.gin", "--gin.encode.build_index.passage_length=32"]
+    gin_params = "{'brute_force': False, 'num_leaves': 8, 'leaves_to_search': 3}"
+    out = tmp_path / "gin"
+    assert cli.main([*argv, f"--gin.SCANN_PARAMS={gin_params}", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["passage_length"] == 32 and summary["method"] == "scann"
+    params = index_lib.read_manifest(out)["params"]
+    assert (params["brute_force"], params["num_leaves"], params["leaves_to_search"]) == (
+        False,
+        8,
+        3,
+    )
+    # A flag wins over gin; --scann adds to the gin-bound params instead of replacing them.
+    both = [f"--gin.SCANN_PARAMS={gin_params}", "--scann", "leaves_to_search=5", "--out"]
+    assert cli.main([*argv, *both, str(tmp_path / "both"), "--passage_length", "24"]) == 0
+    assert json.loads(capsys.readouterr().out)["passage_length"] == 24
+    params = index_lib.read_manifest(tmp_path / "both")["params"]
+    assert (params["num_leaves"], params["leaves_to_search"]) == (8, 5)
+    # Without gin the size-based defaults apply: 200 passages are searched exhaustively.
+    plain = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--no_progress"]
+    plain += ["--retriever", str(tmp_path / "gtr"), "--vocab", str(tiny_vocab)]
+    assert cli.main([*plain, "--out", str(tmp_path / "plain")]) == 0
+    assert index_lib.read_manifest(tmp_path / "plain")["params"]["brute_force"] is True
+    assert json.loads(capsys.readouterr().out)["passage_length"] == 256
+    bad = [*argv, "--gin.SCANN_PARAMS={'leaves': 3}", "--out", str(tmp_path / "bad")]
+    assert cli.main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown ScaNN params ['leaves']" in err

@@ -56,9 +56,13 @@ def default_scann_params(count: int) -> dict[str, Any]:
     """
     if count < TINY_CORPUS:
         return {"brute_force": True}
+    return {"brute_force": False, **_partition_params(count)}
+
+
+def _partition_params(count: int) -> dict[str, Any]:
+    """The tree + asymmetric hashing + reorder settings for `count` vectors."""
     num_leaves = int(min(max(round(math.sqrt(count)), 16), 4000))
     return {
-        "brute_force": False,
         "num_leaves": num_leaves,
         "leaves_to_search": max(8, math.ceil(0.05 * num_leaves)),
         "reorder_k": 200,
@@ -158,6 +162,10 @@ class DenseIndex:
                 f"unknown ScaNN params {unknown}; known: {SCANN_PARAMS}"
             )
         full = {**default_scann_params(len(embeddings)), **params}
+        if not full[
+            "brute_force"
+        ]:  # partitioning asked for on a corpus small enough not to need it
+            full = {**_partition_params(len(embeddings)), **full}
         return cls(
             embeddings=embeddings,
             passages=passages,
