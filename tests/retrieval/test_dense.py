@@ -90,6 +90,7 @@ def test_interrupted_encoding_resumes_to_the_same_embeddings(
     passages = store.PassageStore.from_jsonl(tiny_corpus_jsonl)
     batch_encoder = encode.BatchEncoder(model, params, kind="passage", batch_size=16)
     kwargs = dict(vocab=vocab, passages=passages, dim=16, passage_length=32, shard_size=64)
+    kwargs.update(rows_per_call=64)  # 4 batches per encoder call: the third call is interrupted
     straight = tmp_path / "straight"
     assert (
         encode.encode_passages(encoder=batch_encoder, out_dir=straight, progress=False, **kwargs)
@@ -141,3 +142,23 @@ def test_mismatched_encoder_and_vocab_are_clear_errors(tmp_path, tiny_corpus_jso
         dense.open_retriever(tmp_path / "index", "hybrid")
     with pytest.raises(errors.ConfigError, match="nothing to build"):
         encode.build_index(passages=tiny_corpus_jsonl, out=tmp_path / "x")
+
+
+def test_batches_are_length_sorted_and_cut_to_buckets_without_changing_embeddings(tmp_path):
+    model, params = encoder.load_dual_encoder(str(make_retriever(tmp_path / "gtr")))
+    rng = np.random.default_rng(0)
+    lengths = [3, 70, 33, 64, 1, 65, 5]
+    tokens = np.zeros((len(lengths), 96), np.int32)
+    for row, n in enumerate(lengths):
+        tokens[row, : n - 1] = rng.integers(2, 400, n - 1)
+        tokens[row, n - 1] = encode.EOS_ID
+    batch_encoder = encode.BatchEncoder(model, params, kind="passage", batch_size=2)
+    widths = []
+    jitted = batch_encoder._fn
+    batch_encoder._fn = lambda p, batch: widths.append(batch.shape[1]) or jitted(p, batch)
+    got = batch_encoder(tokens)
+    # Longest first, two rows a batch: (70, 65) -> 96, (64, 33) -> 64, (5, 3) -> 32, (1) -> 32.
+    assert widths == [96, 64, 32, 32]
+    full = np.asarray(model.encode(params, tokens, kind="passage"))  # every row padded to 96
+    np.testing.assert_allclose(got, full, atol=1e-5)
+    assert batch_encoder(tokens[:0]).shape[0] == 0

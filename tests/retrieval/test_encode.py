@@ -100,7 +100,7 @@ SCRIPT = textwrap.dedent(
         encode.encode_passages(
             encoder=flaky, vocab=vocab, passages=passages, out_dir=partial_dir,
             dim=model.projection_dim, passage_length=length, shard_size=shard_size,
-            fingerprint={fingerprint!r}, progress=False,
+            rows_per_call=4 * batch_encoder.batch_size, fingerprint={fingerprint!r}, progress=False,
         )
     except Interrupted:
         result["interrupted_after_rows"] = calls[0]

@@ -219,3 +219,25 @@ def test_passage_store_from_corpus_jsonl(tmp_path):
     passages_file.write_bytes(passages_file.read_bytes()[:-5])
     with pytest.raises(errors.RetrievalIndexError, match="truncated"):
         DenseIndex.load(tmp_path / "idx", verify=False)
+
+
+def test_unit_vectors_get_a_spherical_tree(monkeypatch, tmp_path):
+    """Plain k-means centroids differ in norm and, under dot product, the larger ones swallow the
+    queries; vertjax's encoders L2-normalise, so their indexes use spherical k-means."""
+    from scann.scann_ops.py import scann_ops_pybind
+
+    configs = []
+    create = scann_ops_pybind.create_searcher
+    monkeypatch.setattr(
+        scann_ops_pybind,
+        "create_searcher",
+        lambda db, config, *a, **kw: configs.append(config) or create(db, config, *a, **kw),
+    )
+    db = clustered(1500, 16)
+    spherical = DenseIndex.build(db, method="scann")
+    assert spherical.params["spherical"] is True
+    assert DenseIndex.build(db * 3.0, method="scann").params["spherical"] is False
+    assert DenseIndex.build(db, method="scann", spherical=False).params["spherical"] is False
+    assert ["partitioning_type: SPHERICAL" in c for c in configs] == [True, False, False]
+    spherical.save(tmp_path)
+    assert DenseIndex.load(tmp_path).params["spherical"] is True

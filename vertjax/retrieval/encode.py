@@ -2,7 +2,9 @@
 
 - `tokenize`: texts -> `[n, length]` int32 ids ending in EOS, 0-padded (the encoder's input).
 - `BatchEncoder`: `DualEncoderModel.encode` jitted over a data-parallel mesh (the batch is split
-  over every local device, params replicated), fixed batch shape so it compiles once.
+  over every local device, params replicated); rows are sorted by length and each batch is padded
+  only to the next multiple of `LENGTH_BUCKET` tokens, so it compiles a few shapes and pays little
+  for padding.
 - `encode_passages`: streams a `PassageStore` through a `BatchEncoder` into an `EmbeddingWriter`
   (memory-mapped, resumable at the last complete shard) with a progress bar.
 - `build_index`: passages JSONL + retriever run dir -> an index directory (`DenseIndex` files,
@@ -28,6 +30,8 @@ PathLike = str | os.PathLike
 RETRIEVER_FILE = "retriever.json"
 BUILD_FILE = "build.json"
 EOS_ID = 1
+LENGTH_BUCKET = 32  # batches are padded to a multiple of this many tokens (few compilations)
+ROWS_PER_CALL = 2048  # passages `encode_passages` tokenizes and length-sorts together
 
 
 def passage_text(passage: Mapping[str, Any]) -> str:
@@ -75,17 +79,29 @@ class BatchEncoder:
         )
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
-        """`[n, length]` tokens -> `[n, dim]` float32 embeddings (last batch zero-padded)."""
+        """`[n, length]` tokens (0 = padding) -> `[n, dim]` float32 embeddings, in input order.
+
+        Rows are encoded longest first in batches of `batch_size` (the last zero-padded), each
+        cut to its longest row rounded up to `LENGTH_BUCKET`: the masked encoder and mean pooling
+        give the same embedding for any amount of padding, so this only saves work.
+        """
         import jax
 
+        lengths = (tokens > 0).sum(axis=1)
+        order = np.argsort(-lengths, kind="stable")
         out = []
         with jax.set_mesh(self.mesh), self._nn.logical_axis_rules(self.rules):
             for start in range(0, len(tokens), self.batch_size):
-                chunk = tokens[start : start + self.batch_size]
-                padded = np.zeros((self.batch_size, tokens.shape[1]), np.int32)
-                padded[: len(chunk)] = chunk
-                out.append(np.asarray(self._fn(self.params, padded))[: len(chunk)])
-        return np.concatenate(out, axis=0).astype(np.float32)
+                rows = order[start : start + self.batch_size]
+                longest = max(int(lengths[rows].max()), 1)
+                width = min(tokens.shape[1], -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET)
+                padded = np.zeros((self.batch_size, width), np.int32)
+                padded[: len(rows)] = tokens[rows, :width]
+                out.append(np.asarray(self._fn(self.params, padded))[: len(rows)])
+        embeddings = np.empty((len(tokens), out[0].shape[1]) if out else (0, 0), np.float32)
+        if out:
+            embeddings[order] = np.concatenate(out, axis=0)
+        return embeddings
 
 
 def encode_passages(
@@ -98,10 +114,14 @@ def encode_passages(
     passage_length: int,
     fingerprint: str | None = None,
     shard_size: int = 8192,
+    rows_per_call: int = ROWS_PER_CALL,
     progress: bool = True,
 ) -> int:
     """Encodes every passage into `out_dir/embeddings.npy`, resuming a partial run; returns the
-    row it resumed from (0 for a fresh run, `len(passages)` when already complete)."""
+    row it resumed from (0 for a fresh run, `len(passages)` when already complete).
+
+    Passages go to the encoder `rows_per_call` at a time (tokenized and length-sorted together).
+    """
     from tqdm import tqdm
 
     with store.EmbeddingWriter(
@@ -115,7 +135,7 @@ def encode_passages(
             unit="passage",
             disable=not progress,
         ) as bar:
-            step = encoder.batch_size * 4
+            step = max(encoder.batch_size, rows_per_call)
             while not writer.complete:
                 rows = range(writer.next_row, min(writer.next_row + step, len(passages)))
                 texts = [passage_text(passages[r]) for r in rows]

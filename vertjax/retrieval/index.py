@@ -42,6 +42,7 @@ SCANN_PARAMS = (
     "training_sample_size",
     "dims_per_block",
     "anisotropic_quantization_threshold",
+    "spherical",
     "brute_force",
 )
 
@@ -70,6 +71,17 @@ def _partition_params(count: int) -> dict[str, Any]:
         "dims_per_block": 2,
         "anisotropic_quantization_threshold": 0.2,
     }
+
+
+def _unit_norm(embeddings: np.ndarray, sample: int = 10_000) -> bool:
+    """Whether the vectors (a strided sample) are L2-normalised, as vertjax's encoders make them.
+
+    For unit vectors ScaNN's tree must use spherical k-means: plain k-means centroids have
+    different norms, and under dot-product assignment the larger ones swallow the queries (at
+    200K x 768 clustered vectors, recall@10 from one leaf was 0.60 plain vs 1.00 spherical).
+    """
+    rows = np.asarray(embeddings[:: max(1, len(embeddings) // sample)], np.float32)
+    return bool(np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-3))
 
 
 def exact_search(
@@ -162,10 +174,10 @@ class DenseIndex:
                 f"unknown ScaNN params {unknown}; known: {SCANN_PARAMS}"
             )
         full = {**default_scann_params(len(embeddings)), **params}
-        if not full[
-            "brute_force"
-        ]:  # partitioning asked for on a corpus small enough not to need it
+        if not full["brute_force"]:
+            # Partitioning may be asked for on a corpus small enough not to need it by default.
             full = {**_partition_params(len(embeddings)), **full}
+            full.setdefault("spherical", _unit_norm(embeddings))
         return cls(
             embeddings=embeddings,
             passages=passages,
@@ -418,6 +430,7 @@ def _build_scann(embeddings: np.ndarray, params: Mapping[str, Any]) -> Any:
             num_leaves=params["num_leaves"],
             num_leaves_to_search=params["leaves_to_search"],
             training_sample_size=params["training_sample_size"],
+            spherical=params.get("spherical", False),
         )
         .score_ah(
             params["dims_per_block"],
