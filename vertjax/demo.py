@@ -337,22 +337,19 @@ def _consistency_judge(state: DemoState) -> tuple[str | None, str]:
 def stage_decoding(state: DemoState) -> None:
     """Reference (copy) decoding vs greedy with the demo's pretrained T5 on domain passages."""
     from vertjax.data import packs
-    from vertjax.data import vocab as vocab_lib
     from vertjax.models import encoder_decoder, reference_decoding
-    from vertjax.train import checkpoints
 
     if "decoding" in state.results:
         return
     _say("timing reference (copy) decoding against greedy")
-    config, params = checkpoints.load_params(state.results["pretrain"]["run_dir"])
-    vocabulary = vocab_lib.load_vocab(state.out / "vocab")
+    t5 = encoder_decoder.load_pretrained(state.results["pretrain"]["run_dir"], state.out / "vocab")
     passages = packs.load_passages(state.results["data"]["domain"]["dir"], splits=("validation",))[
         :3
     ]
-    inputs = [vocabulary.encode(p["text"])[: state.config.inputs_length] + [1] for p in passages]
+    inputs = [t5.vocabulary.encode(p["text"])[: state.config.inputs_length] + [1] for p in passages]
     state.results["decoding"] = reference_decoding.measure_speedup(
-        encoder_decoder.EncoderDecoderModel(config),
-        params,
+        t5.model,
+        t5.params,
         inputs,
         max_decode_length=48,
         seed=state.config.seed,
