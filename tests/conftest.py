@@ -9,6 +9,9 @@ tests may rely on their sizes and ids but not on the exact wording.
   trained once per session on the corpus; returns the path of `spm.model` (load it for seqio with
   `vertjax.data.vocab.load_vocab(tiny_vocab)`, which adds 100 extra ids on top).
 
+- `save_tiny_t5` (function): a randomly initialised 1+1-layer T5 saved as a run dir (for the tests
+  of anything that loads a checkpoint; its size does not matter to them).
+
 TensorFlow/seqio are imported only inside `tiny_vocab`, so tests that don't use it stay light.
 """
 
@@ -132,3 +135,26 @@ def tiny_vocab(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     io_utils.write_jsonl(corpus, tiny_corpus_records())
     vocab.train_vocab(inputs=[corpus], out_dir=root, vocab_size=TINY_VOCAB_SIZE, seed=0)
     return root / vocab.MODEL_FILENAME
+
+
+def save_tiny_t5(run_dir: pathlib.Path, *, vocab_size: int, step: int = 0, seed: int = 0):
+    """Saves a random 1+1-layer T5 (d_model 8) at `run_dir/checkpoint_<step>`; returns
+    (model, params)."""
+    import jax
+
+    from vertjax.models import encoder_decoder, t5
+    from vertjax.train import checkpoints
+
+    config = t5.T5Config(
+        vocab_size=vocab_size,
+        emb_dim=8,
+        num_heads=1,
+        head_dim=8,
+        mlp_dim=16,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+    )
+    model = encoder_decoder.EncoderDecoderModel(config)
+    params = model.init_params(jax.random.key(seed))
+    checkpoints.save_params(run_dir, config=config, params=params, step=step)
+    return model, params

@@ -7,31 +7,18 @@ import re
 import jax
 import numpy as np
 import pytest
+from conftest import save_tiny_t5
 
 from vertjax import errors
-from vertjax.models import encoder_decoder, t5
+from vertjax.models import encoder_decoder
 from vertjax.train import checkpoints
 
 
-def tiny_config(vocab_size: int) -> t5.T5Config:
-    return t5.T5Config(
-        vocab_size=vocab_size,
-        emb_dim=8,
-        num_heads=1,
-        head_dim=8,
-        mlp_dim=16,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-    )
-
-
 def test_load_pretrained_gives_the_asked_step_with_its_vocab(tmp_path, tiny_vocab):
-    config = tiny_config(400)  # the tiny vocab's 300 pieces + 100 extra ids
-    model = encoder_decoder.EncoderDecoderModel(config)
     run_dir = tmp_path / "run"
-    saved = {step: model.init_params(jax.random.key(step)) for step in (1, 4)}
-    for step, params in saved.items():
-        checkpoints.save_params(run_dir, config=config, params=params, step=step)
+    saved = {}
+    for step in (1, 4):  # 400 = the tiny vocab's 300 pieces + 100 extra ids
+        model, saved[step] = save_tiny_t5(run_dir, vocab_size=400, step=step, seed=step)
 
     latest = encoder_decoder.load_pretrained(run_dir, tiny_vocab)
     first = encoder_decoder.load_pretrained(run_dir / "checkpoint_1", tiny_vocab.parent)
@@ -43,9 +30,7 @@ def test_load_pretrained_gives_the_asked_step_with_its_vocab(tmp_path, tiny_voca
 
 
 def test_load_pretrained_refuses_a_vocab_bigger_than_the_model(tmp_path, tiny_vocab, monkeypatch):
-    config = tiny_config(350)
-    params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "run", config=config, params=params)
+    save_tiny_t5(tmp_path / "run", vocab_size=350)
 
     def no_restore(*args, **kwargs):
         raise AssertionError("params restored before the vocab check")

@@ -195,21 +195,8 @@ def test_t5_generator_decodes_a_tiny_random_checkpoint(tmp_path, tiny_vocab):
 
 
 def test_t5_generator_refuses_a_vocab_bigger_than_the_model(tmp_path, tiny_vocab):
-    import jax
+    from conftest import save_tiny_t5
 
-    from vertjax.models import encoder_decoder, t5
-    from vertjax.train import checkpoints
-
-    config = t5.T5Config(
-        vocab_size=350,  # the tiny vocab has 300 pieces + 100 extra ids
-        emb_dim=8,
-        num_heads=1,
-        head_dim=8,
-        mlp_dim=16,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-    )
-    params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "model", config=config, params=params)
+    save_tiny_t5(tmp_path / "model", vocab_size=350)  # the tiny vocab: 300 pieces + 100 extra ids
     with pytest.raises(errors.ConfigError, match="has 400 ids but the model in .* only 350"):
         backends.T5Generator(tmp_path / "model", tiny_vocab)

@@ -113,20 +113,11 @@ def test_t5_generator_reference_decoding_matches_plain_greedy():
 
 
 def test_t5_generator_refuses_a_vocab_bigger_than_the_model(tmp_path, tiny_vocab):
-    from vertjax import errors
-    from vertjax.train import checkpoints
+    from conftest import save_tiny_t5
 
-    config = t5.T5Config(
-        vocab_size=350,  # the tiny vocab has 300 pieces + 100 extra ids
-        emb_dim=8,
-        num_heads=1,
-        head_dim=8,
-        mlp_dim=16,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-    )
-    params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "run", config=config, params=params)
+    from vertjax import errors
+
+    save_tiny_t5(tmp_path / "run", vocab_size=350)  # the tiny vocab: 300 pieces + 100 extra ids
     expected = f"vocab {tiny_vocab} has 400 ids but the model in {tmp_path / 'run'} only 350"
     with pytest.raises(errors.ConfigError, match=re.escape(expected)):
         generation.T5AnswerGenerator(tmp_path / "run", tiny_vocab)
