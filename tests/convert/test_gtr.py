@@ -16,11 +16,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
-def _write_st_model(
-    root: pathlib.Path, *, dense: bool = True, pooling: str = "mean", vocab_size: int = 64
-) -> None:
-    from safetensors.torch import save_file
-
+def _save_t5_encoder(directory: pathlib.Path, *, vocab_size: int) -> None:
+    """A random 2-layer, d_model 16 `T5EncoderModel` (gated GELU) saved as safetensors."""
     torch.manual_seed(0)
     config = transformers.T5Config(
         vocab_size=vocab_size,
@@ -31,12 +28,17 @@ def _write_st_model(
         num_heads=2,
         feed_forward_proj="gated-gelu",
         dropout_rate=0.0,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
     )
-    model = transformers.T5EncoderModel(config).eval()
-    model.save_pretrained(root / "0_Transformer", safe_serialization=True)
+    transformers.T5EncoderModel(config).save_pretrained(directory, safe_serialization=True)
+
+
+def _write_st_model(
+    root: pathlib.Path, *, dense: bool = True, pooling: str = "mean", vocab_size: int = 64
+) -> None:
+    """The layout of the published GTR checkpoints (sentence-transformers < 6), written by hand."""
+    from safetensors.torch import save_file
+
+    _save_t5_encoder(root / "0_Transformer", vocab_size=vocab_size)
     modules = [{"idx": 0, "name": "0", "path": "0_Transformer", "type": "Transformer"}]
     (root / "1_Pooling").mkdir(parents=True)
     (root / "1_Pooling" / "config.json").write_text(
@@ -136,18 +138,7 @@ def _save_with_sentence_transformers(root: pathlib.Path, vocab: pathlib.Path, *,
 
     from vertjax.convert import hf_t5
 
-    torch.manual_seed(0)
-    config = transformers.T5Config(
-        vocab_size=512,
-        d_model=16,
-        d_kv=8,
-        d_ff=32,
-        num_layers=2,
-        num_heads=2,
-        feed_forward_proj="gated-gelu",
-        dropout_rate=0.0,
-    )
-    transformers.T5EncoderModel(config).save_pretrained(root / "hf")
+    _save_t5_encoder(root / "hf", vocab_size=512)
     hf_t5.write_tokenizer(vocab, root / "hf")
     pipeline = [
         modules.Transformer(str(root / "hf"), max_seq_length=length),
