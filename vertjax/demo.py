@@ -12,7 +12,7 @@ import json
 import logging
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from vertjax import errors, io_utils
@@ -384,19 +384,37 @@ def _fmt(table: dict[str, dict[str, float]]) -> str:
     return ", ".join(f"{role} {r['ppl']:.2f}" for role, r in table.items())
 
 
+def _optional(record: Mapping[str, Any], key: str) -> str:
+    value = record.get(key)
+    return "" if value is None else f"{value:.3f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Markdown table lines (header, rule, one line per row), then a blank line."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
 def write_report(state: DemoState) -> pathlib.Path:
     """runs/demo/report.md: every stage's figures as markdown tables."""
     r = state.results
     lines = ["# vertjax demo report", ""]
     data = r.get("data", {})
     if data:
-        lines += ["## Data", "", "| role | pack | documents | passages |", "|---|---|---|---|"]
-        for role, info in data.items():
-            c = info["counts"]
-            lines.append(
-                f"| {role} | {info['pack']} | {c.get('documents')} | {c.get('passages')} |"
-            )
-        lines.append("")
+        lines += ["## Data", ""]
+        lines += _table(
+            ("role", "pack", "documents", "passages"),
+            (
+                (
+                    role,
+                    info["pack"],
+                    info["counts"].get("documents"),
+                    info["counts"].get("passages"),
+                )
+                for role, info in data.items()
+            ),
+        )
     pre = r.get("pretrain")
     if pre:
         lines += [
@@ -405,12 +423,14 @@ def write_report(state: DemoState) -> pathlib.Path:
             f"{pre['steps']} steps in {pre['train_seconds']:.0f} s, domain rate "
             f"{pre['domain_rate']:.2f}.",
             "",
-            "| validation set | PPL before | PPL after |",
-            "|---|---|---|",
         ]
-        for role, after in pre["ppl_after"].items():
-            lines.append(f"| {role} | {pre['ppl_before'][role]['ppl']:.2f} | {after['ppl']:.2f} |")
-        lines.append("")
+        lines += _table(
+            ("validation set", "PPL before", "PPL after"),
+            (
+                (role, f"{pre['ppl_before'][role]['ppl']:.2f}", f"{after['ppl']:.2f}")
+                for role, after in pre["ppl_after"].items()
+            ),
+        )
     retrieval = r.get("retrieval")
     if retrieval:
         plot = pathlib.Path(retrieval["plot"])
@@ -427,30 +447,30 @@ def write_report(state: DemoState) -> pathlib.Path:
         lines += [
             "## Instruction synthesis (template backend)",
             "",
-            "| job | generated | kept | rejected | mean ROUGE-L to nearest |",
-            "|---|---|---|---|---|",
         ]
-        for name, rep in synth["reports"].items():
-            nn = rep.get("rouge_nn_mean")
-            lines.append(
-                f"| {name} | {rep['generated']} | {rep['kept']} | {rep['rejected']} | "
-                f"{'' if nn is None else f'{nn:.3f}'} |"
-            )
-        lines.append("")
+        lines += _table(
+            ("job", "generated", "kept", "rejected", "mean ROUGE-L to nearest"),
+            (
+                (
+                    name,
+                    rep["generated"],
+                    rep["kept"],
+                    rep["rejected"],
+                    _optional(rep, "rouge_nn_mean"),
+                )
+                for name, rep in synth["reports"].items()
+            ),
+        )
     nli = r.get("consistency")
     if nli:
-        lines += [
-            "## NLI consistency model",
-            "",
-            "| eval set | pairs | ROC AUC (T5 NLI) | ROC AUC (lexical overlap) |",
-            "|---|---|---|---|",
-        ]
-        for name, m in nli["eval"].items():
-            lines.append(
-                f"| {name} | {m['pairs']} | {m['roc_auc']:.3f} | "
-                f"{m['lexical_overlap_roc_auc']:.3f} |"
-            )
-        lines.append("")
+        lines += ["## NLI consistency model", ""]
+        lines += _table(
+            ("eval set", "pairs", "ROC AUC (T5 NLI)", "ROC AUC (lexical overlap)"),
+            (
+                (name, m["pairs"], f"{m['roc_auc']:.3f}", f"{m['lexical_overlap_roc_auc']:.3f}")
+                for name, m in nli["eval"].items()
+            ),
+        )
     dec = r.get("decoding")
     if dec:
         lines += [
@@ -460,15 +480,24 @@ def write_report(state: DemoState) -> pathlib.Path:
             "again with references that contain them (grounded) or not (ungrounded); outputs are "
             "checked identical to greedy.",
             "",
-            "| decoder | tokens/s | vs greedy |",
-            "|---|---|---|",
-            f"| greedy | {dec['greedy_tokens_per_second']:.1f} | 1.00x |",
-            f"| reference, grounded (acceptance {100 * dec['grounded_acceptance']:.0f} %) | "
-            f"{dec['grounded_tokens_per_second']:.1f} | {dec['grounded_speedup']:.2f}x |",
-            f"| reference, ungrounded | {dec['ungrounded_tokens_per_second']:.1f} | "
-            f"{dec['ungrounded_speedup']:.2f}x |",
-            "",
         ]
+        grounded = f"reference, grounded (acceptance {100 * dec['grounded_acceptance']:.0f} %)"
+        lines += _table(
+            ("decoder", "tokens/s", "vs greedy"),
+            [
+                ("greedy", f"{dec['greedy_tokens_per_second']:.1f}", "1.00x"),
+                (
+                    grounded,
+                    f"{dec['grounded_tokens_per_second']:.1f}",
+                    f"{dec['grounded_speedup']:.2f}x",
+                ),
+                (
+                    "reference, ungrounded",
+                    f"{dec['ungrounded_tokens_per_second']:.1f}",
+                    f"{dec['ungrounded_speedup']:.2f}x",
+                ),
+            ],
+        )
     answer = r.get("answer")
     if answer:
         lines += [
