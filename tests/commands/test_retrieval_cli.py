@@ -96,11 +96,11 @@ def test_index_build_takes_scann_params_from_gin_and_flags(
     summary = json.loads(capsys.readouterr().out)
     assert summary["passage_length"] == 32 and summary["method"] == "scann"
     params = index_lib.read_manifest(out)["params"]
-    assert (params["brute_force"], params["num_leaves"], params["leaves_to_search"]) == (
-        False,
+    assert not params["brute_force"] and (params["num_leaves"], params["leaves_to_search"]) == (
         8,
         3,
     )
+    assert "'num_leaves': 8" in (out / "config.gin").read_text()
     # A flag wins over gin; --scann adds to the gin-bound params instead of replacing them.
     both = [f"--gin.SCANN_PARAMS={gin_params}", "--scann", "leaves_to_search=5", "--out"]
     assert cli.main([*argv, *both, str(tmp_path / "both"), "--passage_length", "24"]) == 0
@@ -112,6 +112,7 @@ def test_index_build_takes_scann_params_from_gin_and_flags(
     plain += ["--retriever", str(tmp_path / "gtr"), "--vocab", str(tiny_vocab)]
     assert cli.main([*plain, "--out", str(tmp_path / "plain")]) == 0
     assert index_lib.read_manifest(tmp_path / "plain")["params"]["brute_force"] is True
+    assert not (tmp_path / "plain" / "config.gin").exists()
     assert json.loads(capsys.readouterr().out)["passage_length"] == 256
     bad = [*argv, "--gin.SCANN_PARAMS={'leaves': 3}", "--out", str(tmp_path / "bad")]
     assert cli.main(bad) == 2

@@ -19,8 +19,13 @@ LENGTHS = {"inputs": 32, "targets": 8}
 def _model(vocab_size: int) -> encoder_decoder.EncoderDecoderModel:
     return encoder_decoder.EncoderDecoderModel(
         t5.T5Config(
-            vocab_size=vocab_size, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32,
-            num_encoder_layers=1, num_decoder_layers=1,
+            vocab_size=vocab_size,
+            emb_dim=16,
+            num_heads=2,
+            head_dim=8,
+            mlp_dim=32,
+            num_encoder_layers=1,
+            num_decoder_layers=1,
         )
     )
 
@@ -61,12 +66,19 @@ def test_eval_ppl_cli_writes_json_and_report(tmp_path, tiny_vocab, tiny_corpus_r
     model = _model(size)
     run = tmp_path / "run"
     checkpoints.save_params(run, config=model.config, params=model.init_params(jax.random.key(1)))
-    code = cli.main([
-        "eval", "ppl", "--gin_file=runs/eval.gin", f"--gin.CHECKPOINT={run}",
-        "--gin.MIXTURE_OR_TASK_NAME=ppl_cli_task", f"--gin.VOCAB={tiny_vocab}",
-        f"--gin.EVAL_FILES={{'validation': '{tmp_path / 'val.jsonl'}'}}",
-        f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}", "--gin.BATCH_SIZE=4",
-    ])
+    code = cli.main(
+        [
+            "eval",
+            "ppl",
+            "--gin_file=runs/eval.gin",
+            f"--gin.CHECKPOINT={run}",
+            "--gin.MIXTURE_OR_TASK_NAME=ppl_cli_task",
+            f"--gin.VOCAB={tiny_vocab}",
+            f"--gin.EVAL_FILES={{'validation': '{tmp_path / 'val.jsonl'}'}}",
+            f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
+            "--gin.BATCH_SIZE=4",
+        ]
+    )
     assert code == 0
     history = json.loads((run / "eval_ppl.json").read_text())
     result = history[-1]["tasks"]["ppl_cli_task"]
@@ -77,10 +89,15 @@ def test_eval_ppl_cli_writes_json_and_report(tmp_path, tiny_vocab, tiny_corpus_r
 
 
 def test_eval_ppl_without_checkpoint_is_a_one_line_error(capsys, tmp_path):
-    code = cli.main([
-        "eval", "ppl", "--gin_file=runs/eval.gin", "--gin.MIXTURE_OR_TASK_NAME=x",
-        f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
-    ])
+    code = cli.main(
+        [
+            "eval",
+            "ppl",
+            "--gin_file=runs/eval.gin",
+            "--gin.MIXTURE_OR_TASK_NAME=x",
+            f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "CHECKPOINT" in err and len(err.splitlines()) == 1

@@ -1,7 +1,8 @@
 """`vertjax index build`: encode passages with a dual encoder into a ScaNN/brute index (+ BM25).
 
 Settings come from gin (`--gin_file=index/scann.gin`, `--gin.SCANN_PARAMS=...`: bindings of
-`encode.build_index`) and from flags; a flag given on the command line wins over gin.
+`encode.build_index`) and from flags; a flag given on the command line wins over gin. With gin,
+the operative config is written to `OUT/config.gin`.
 """
 
 from __future__ import annotations
@@ -95,5 +96,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         **{name: value for name, value in flags.items() if value is not None},
     )
+    if bindings:  # what the index was built with, as T5X keeps MODEL_DIR/config.gin
+        gin_utils.write_operative_config(args.out)
     print(json.dumps(summary, indent=2))
     return 0
