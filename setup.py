@@ -8,8 +8,8 @@ _HERE = pathlib.Path(__file__).parent
 
 
 def _requirements(name: str) -> list[str]:
-  lines = (_HERE / name).read_text(encoding="utf-8").splitlines()
-  return [l.strip() for l in lines if l.strip() and not l.startswith(("#", "-r"))]
+    lines = (_HERE / name).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith(("#", "-r"))]
 
 
 setuptools.setup(
