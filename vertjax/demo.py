@@ -69,17 +69,11 @@ def stage_data(state: DemoState) -> None:
         for name in names:
             pack_dir = state.out / "data" / name
             try:
-                manifest = packs.verify_pack(pack_dir) if pack_dir.is_dir() else None
-            except errors.VertjaxError:
-                manifest = None
-            if manifest is None:
-                _say(f"building data pack {name}")
-                try:
-                    manifest = packs.build_pack(name, pack_dir)
-                except errors.VertjaxError as e:
-                    logger.warning("pack %s unavailable: %s", name, e)
-                    _say(f"pack {name} unavailable here ({e}); trying the next one")
-                    continue
+                manifest = packs.ensure_pack(name, pack_dir, announce=_say)
+            except errors.VertjaxError as e:
+                logger.warning("pack %s unavailable: %s", name, e)
+                _say(f"pack {name} unavailable here ({e}); trying the next one")
+                continue
             data[role] = {"pack": name, "dir": str(pack_dir), "counts": manifest["counts"]}
             break
         else:

@@ -82,12 +82,10 @@ def prepare_data(exp: Experiment) -> dict[str, pathlib.Path]:
     names = {"domain": s["domain_pack"], "general": s["general_pack"], "wordnet": s["wordnet_pack"]}
     for role, name in names.items():
         pack_dir = exp.out / "data" / name.replace(":", "_").replace("/", "_")
-        try:
-            packs.verify_pack(pack_dir)
-        except errors.DataError:
-            _say(f"building the {role} pack {name}")
-            source = s["general_source"] if role == "general" else None
-            packs.build_pack(name, pack_dir, source=source, max_documents=s["max_documents"])
+        source = s["general_source"] if role == "general" else None
+        packs.ensure_pack(
+            name, pack_dir, announce=_say, source=source, max_documents=s["max_documents"]
+        )
         dirs[role] = pack_dir
     if s["vocab"]:
         dirs["vocab"] = pathlib.Path(s["vocab"])

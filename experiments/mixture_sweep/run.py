@@ -57,16 +57,13 @@ def prepare_data(out: pathlib.Path, settings: dict[str, Any]) -> dict[str, pathl
     for role in ROLES:
         name = settings[f"{role}_pack"]
         pack_dir = out / "data" / name.replace(":", "_").replace("/", "_")
-        try:
-            packs.verify_pack(pack_dir)
-        except errors.DataError:
-            _say(f"building the {role} pack {name}")
-            packs.build_pack(
-                name,
-                pack_dir,
-                source=settings[f"{role}_source"],
-                max_documents=settings["max_documents"],
-            )
+        packs.ensure_pack(
+            name,
+            pack_dir,
+            announce=_say,
+            source=settings[f"{role}_source"],
+            max_documents=settings["max_documents"],
+        )
         dirs[role] = pack_dir
     dirs["vocab"] = out / "vocab"
     if not (dirs["vocab"] / "vocab.json").is_file():

@@ -190,3 +190,18 @@ def test_corpus_report_and_checksum_check(tmp_path):
         f.write('{"id": "x", "doc_id": "x", "title": "x", "text": "x"}\n')
     with pytest.raises(errors.DataError, match="sha256"):
         corpus_report.corpus_report(out)
+
+
+def test_ensure_pack_builds_once_then_verifies_and_rebuilds_a_changed_pack(tmp_path):
+    source, out, heard = _corpus(tmp_path / "src"), tmp_path / "pack", []
+    options = {"source": source, "max_tokens": 40, "cache": tmp_path / "cache"}
+    built = packs.ensure_pack("folder", out, announce=heard.append, **options)
+    assert heard == ["building data pack folder"]
+    assert packs.ensure_pack("folder", out, announce=heard.append, **options) == built
+    assert len(heard) == 1  # verified, not rebuilt
+    (out / "train.jsonl").write_text("{}\n")
+    assert (
+        packs.ensure_pack("folder", out, announce=heard.append, **options)["counts"]
+        == (built["counts"])
+    )
+    assert len(heard) == 2 and packs.verify_pack(out)["counts"] == built["counts"]

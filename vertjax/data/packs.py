@@ -491,6 +491,23 @@ def verify_pack(pack_dir: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def ensure_pack(
+    name: str,
+    out_dir: str | os.PathLike,
+    *,
+    announce: Callable[[str], None] | None = None,
+    **build_options: Any,
+) -> dict[str, Any]:
+    """The manifest of pack `name` at `out_dir`: verified if already built, else built first
+    (`build_pack` with `build_options`; `announce` hears about a build before it starts)."""
+    try:
+        return verify_pack(out_dir)
+    except errors.DataError:
+        if announce is not None:
+            announce(f"building data pack {name}")
+        return build_pack(name, out_dir, **build_options)
+
+
 def load_passages(
     pack_dir: str | os.PathLike, *, splits: tuple[str, ...] = chunking.SPLITS
 ) -> list[dict[str, str]]:
