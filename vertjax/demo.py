@@ -90,12 +90,11 @@ def stage_vocab(state: DemoState) -> None:
     vocab_dir = state.out / "vocab"
     if (vocab_dir / "spm.model").is_file() and "vocab" in state.results:
         return
-    inputs = [pathlib.Path(d["dir"]) / "train.jsonl" for d in state.results["data"].values()]
-    _say(f"training a {state.config.vocab_size}-piece SentencePiece vocabulary")
-    summary = vocab.train_vocab(
-        inputs=inputs,
+    summary = vocab.ensure_vocab(
         out_dir=vocab_dir,
         vocab_size=state.config.vocab_size,
+        announce=_say,
+        inputs=[pathlib.Path(d["dir"]) / "train.jsonl" for d in state.results["data"].values()],
         max_sentences=40_000,
         seed=state.config.seed,
     )

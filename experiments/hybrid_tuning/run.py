@@ -91,15 +91,14 @@ def prepare_data(exp: Experiment) -> dict[str, pathlib.Path]:
         dirs["vocab"] = pathlib.Path(s["vocab"])
     else:
         dirs["vocab"] = exp.out / "vocab"
-        if not (dirs["vocab"] / "vocab.json").is_file():
-            _say(f"training a {s['vocab_size']}-piece SentencePiece vocabulary")
-            vocab.train_vocab(
-                inputs=[dirs[r] / "train.jsonl" for r in ROLES],
-                out_dir=dirs["vocab"],
-                vocab_size=s["vocab_size"],
-                max_sentences=s["vocab_sentences"],
-                seed=s["seed"],
-            )
+        vocab.ensure_vocab(
+            out_dir=dirs["vocab"],
+            vocab_size=s["vocab_size"],
+            announce=_say,
+            inputs=[dirs[r] / "train.jsonl" for r in ROLES],
+            max_sentences=s["vocab_sentences"],
+            seed=s["seed"],
+        )
     return dirs
 
 

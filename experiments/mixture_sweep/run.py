@@ -66,15 +66,14 @@ def prepare_data(out: pathlib.Path, settings: dict[str, Any]) -> dict[str, pathl
         )
         dirs[role] = pack_dir
     dirs["vocab"] = out / "vocab"
-    if not (dirs["vocab"] / "vocab.json").is_file():
-        _say(f"training a {settings['vocab_size']}-piece SentencePiece vocabulary")
-        vocab.train_vocab(
-            inputs=[dirs[r] / "train.jsonl" for r in ROLES],
-            out_dir=dirs["vocab"],
-            vocab_size=settings["vocab_size"],
-            max_sentences=settings["vocab_sentences"],
-            seed=settings["seed"],
-        )
+    vocab.ensure_vocab(
+        out_dir=dirs["vocab"],
+        vocab_size=settings["vocab_size"],
+        announce=_say,
+        inputs=[dirs[r] / "train.jsonl" for r in ROLES],
+        max_sentences=settings["vocab_sentences"],
+        seed=settings["seed"],
+    )
     return dirs
 
 

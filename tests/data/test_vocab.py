@@ -107,3 +107,22 @@ def test_cli_trains_and_reports_errors(tiny_corpus_jsonl, tmp_path, capsys):
     rc = cli.main(["vocab", "--input", str(empty), "--out", str(out), "--vocab_size", "120"])
     assert rc == 2
     assert "empty.txt: no text" in capsys.readouterr().err
+
+
+def test_ensure_vocab_trains_once_then_reads_the_finished_summary(
+    tiny_corpus_jsonl, tmp_path, monkeypatch
+):
+    heard, out = [], tmp_path / "vocab"
+    options = dict(out_dir=out, vocab_size=200, inputs=[tiny_corpus_jsonl], announce=heard.append)
+    trained = vocab.ensure_vocab(**options)
+    assert heard == ["training a 200-piece SentencePiece vocabulary"]
+    assert trained == json.loads((out / vocab.SUMMARY_FILENAME).read_text())
+
+    def no_training(**kwargs):
+        raise AssertionError("a finished vocab was trained again")
+
+    monkeypatch.setattr(vocab, "train_vocab", no_training)
+    assert vocab.ensure_vocab(**options) == trained and len(heard) == 1
+    (out / vocab.SUMMARY_FILENAME).unlink()  # an unfinished training is redone
+    with pytest.raises(AssertionError, match="trained again"):
+        vocab.ensure_vocab(**options)

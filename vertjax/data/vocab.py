@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import pathlib
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sentencepiece as spm
@@ -200,6 +201,24 @@ def train_vocab(
     }
     io_utils.atomic_write_json(out / SUMMARY_FILENAME, summary)
     return summary
+
+
+def ensure_vocab(
+    *,
+    out_dir: PathLike,
+    vocab_size: int,
+    announce: Callable[[str], None] | None = None,
+    **train_options: Any,
+) -> dict[str, Any]:
+    """The summary of the vocab in `out_dir` if a training finished there (`vocab.json` is written
+    last), else `train_vocab(out_dir=..., vocab_size=..., **train_options)`; `announce` hears about
+    a training before it starts."""
+    summary = pathlib.Path(out_dir) / SUMMARY_FILENAME
+    if summary.is_file():
+        return json.loads(summary.read_text(encoding="utf-8"))
+    if announce is not None:
+        announce(f"training a {vocab_size}-piece SentencePiece vocabulary")
+    return train_vocab(out_dir=out_dir, vocab_size=vocab_size, **train_options)
 
 
 def resolve_model_path(path: PathLike) -> pathlib.Path:
