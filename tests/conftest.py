@@ -11,6 +11,7 @@ tests may rely on their sizes and ids but not on the exact wording.
 
 - `save_tiny_t5` (function): a randomly initialised 1+1-layer T5 saved as a run dir (for the tests
   of anything that loads a checkpoint; its size does not matter to them).
+- `make_retriever` (function): a randomly initialised tiny dual encoder saved as a retriever run dir.
 
 TensorFlow/seqio are imported only inside `tiny_vocab`, so tests that don't use it stay light.
 """
@@ -158,3 +159,27 @@ def save_tiny_t5(run_dir: pathlib.Path, *, vocab_size: int, step: int = 0, seed:
     params = model.init_params(jax.random.key(seed))
     checkpoints.save_params(run_dir, config=config, params=params, step=step)
     return model, params
+
+
+def make_retriever(
+    run_dir: pathlib.Path, *, vocab_size: int = 400, projection_dim: int = 16, shared: bool = True
+) -> pathlib.Path:
+    """A randomly initialised dual encoder (1 layer, d_model 16) saved as a retriever run dir."""
+    import jax
+
+    from vertjax.models import encoder, t5
+    from vertjax.train import checkpoints
+
+    config = t5.T5Config(
+        vocab_size=vocab_size,
+        emb_dim=16,
+        num_heads=2,
+        head_dim=8,
+        mlp_dim=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+    )
+    model = encoder.DualEncoderModel(config, projection_dim=projection_dim, shared=shared)
+    checkpoints.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
+    model.save_config(str(run_dir))
+    return run_dir

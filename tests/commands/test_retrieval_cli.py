@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import json
 
-import jax
+from conftest import make_retriever
 
 from vertjax import cli, io_utils
-from vertjax.models import encoder, t5
-from vertjax.train import checkpoints
-
-
-def _retriever(run_dir):
-    config = t5.T5Config(
-        vocab_size=400,
-        emb_dim=16,
-        num_heads=2,
-        head_dim=8,
-        mlp_dim=32,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-    )
-    model = encoder.DualEncoderModel(config, projection_dim=16)
-    checkpoints.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
-    model.save_config(str(run_dir))
-    return str(run_dir)
 
 
 def test_build_retrieve_and_evaluate(tmp_path, tiny_corpus_jsonl, tiny_vocab, capsys):
     index = str(tmp_path / "index")
     argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--out", index]
-    argv += ["--retriever", _retriever(tmp_path / "gtr"), "--vocab", str(tiny_vocab)]
+    argv += ["--retriever", str(make_retriever(tmp_path / "gtr")), "--vocab", str(tiny_vocab)]
     assert cli.main([*argv, "--method", "brute", "--bm25", "--no_progress"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 200
 
@@ -88,7 +70,7 @@ def test_index_build_takes_scann_params_from_gin_and_flags(
     from vertjax.retrieval import index as index_lib
 
     argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--no_progress"]
-    argv += ["--retriever", _retriever(tmp_path / "gtr"), "--vocab", str(tiny_vocab)]
+    argv += ["--retriever", str(make_retriever(tmp_path / "gtr")), "--vocab", str(tiny_vocab)]
     argv += ["--gin_file=index/scann.gin", "--gin.encode.build_index.passage_length=32"]
     gin_params = "{'brute_force': False, 'num_leaves': 8, 'leaves_to_search': 3}"
     out = tmp_path / "gin"

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
+from conftest import make_retriever
 
 from vertjax import errors
 from vertjax.data import vocab as vocab_lib
-from vertjax.models import encoder, t5
+from vertjax.models import encoder
 from vertjax.retrieval import dense, encode, store
-from vertjax.train import checkpoints
 
 LENGTH = 96
-
-
-def make_retriever(run_dir, *, vocab_size=400, projection_dim=16, shared=True):
-    """A randomly initialised dual encoder saved as a retriever run dir."""
-    config = t5.T5Config(
-        vocab_size=vocab_size,
-        emb_dim=16,
-        num_heads=2,
-        head_dim=8,
-        mlp_dim=32,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-    )
-    model = encoder.DualEncoderModel(config, projection_dim=projection_dim, shared=shared)
-    checkpoints.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
-    model.save_config(str(run_dir))
-    return run_dir
 
 
 def test_tokenize_truncates_appends_eos_and_pads(tiny_vocab):

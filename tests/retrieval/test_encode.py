@@ -18,8 +18,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_corpus_records
-from test_dense import make_retriever
+from conftest import make_retriever, tiny_corpus_records
 
 from vertjax import io_utils
 from vertjax.data import vocab as vocab_lib
