@@ -11,6 +11,7 @@ tests may rely on their sizes and ids but not on the exact wording.
 
 - `save_tiny_t5` (function): a randomly initialised 1+1-layer T5 saved as a run dir (for the tests
   of anything that loads a checkpoint; its size does not matter to them).
+- `tiny_t5_config` (function): the 1+1-layer, d_model 16 `T5Config` most model tests use.
 - `make_retriever` (function): a randomly initialised tiny dual encoder saved as a retriever run dir.
 
 TensorFlow/seqio are imported only inside `tiny_vocab`, so tests that don't use it stay light.
@@ -138,39 +139,11 @@ def tiny_vocab(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return root / vocab.MODEL_FILENAME
 
 
-def save_tiny_t5(run_dir: pathlib.Path, *, vocab_size: int, step: int = 0, seed: int = 0):
-    """Saves a random 1+1-layer T5 (d_model 8) at `run_dir/checkpoint_<step>`; returns
-    (model, params)."""
-    import jax
+def tiny_t5_config(vocab_size: int):
+    """A 1+1-layer T5 with d_model 16 (2 heads x 8, MLP 32): fast, and big enough to learn a little."""
+    from vertjax.models import t5
 
-    from vertjax.models import encoder_decoder, t5
-    from vertjax.train import checkpoints
-
-    config = t5.T5Config(
-        vocab_size=vocab_size,
-        emb_dim=8,
-        num_heads=1,
-        head_dim=8,
-        mlp_dim=16,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-    )
-    model = encoder_decoder.EncoderDecoderModel(config)
-    params = model.init_params(jax.random.key(seed))
-    checkpoints.save_params(run_dir, config=config, params=params, step=step)
-    return model, params
-
-
-def make_retriever(
-    run_dir: pathlib.Path, *, vocab_size: int = 400, projection_dim: int = 16, shared: bool = True
-) -> pathlib.Path:
-    """A randomly initialised dual encoder (1 layer, d_model 16) saved as a retriever run dir."""
-    import jax
-
-    from vertjax.models import encoder, t5
-    from vertjax.train import checkpoints
-
-    config = t5.T5Config(
+    return t5.T5Config(
         vocab_size=vocab_size,
         emb_dim=16,
         num_heads=2,
@@ -179,6 +152,31 @@ def make_retriever(
         num_encoder_layers=1,
         num_decoder_layers=1,
     )
+
+
+def save_tiny_t5(run_dir: pathlib.Path, *, vocab_size: int, step: int = 0, seed: int = 0):
+    """Saves a random `tiny_t5_config` T5 at `run_dir/checkpoint_<step>`; returns (model, params)."""
+    import jax
+
+    from vertjax.models import encoder_decoder
+    from vertjax.train import checkpoints
+
+    model = encoder_decoder.EncoderDecoderModel(tiny_t5_config(vocab_size))
+    params = model.init_params(jax.random.key(seed))
+    checkpoints.save_params(run_dir, config=model.config, params=params, step=step)
+    return model, params
+
+
+def make_retriever(
+    run_dir: pathlib.Path, *, vocab_size: int = 400, projection_dim: int = 16, shared: bool = True
+) -> pathlib.Path:
+    """A random dual encoder over a `tiny_t5_config` encoder, saved as a retriever run dir."""
+    import jax
+
+    from vertjax.models import encoder
+    from vertjax.train import checkpoints
+
+    config = tiny_t5_config(vocab_size)
     model = encoder.DualEncoderModel(config, projection_dim=projection_dim, shared=shared)
     checkpoints.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
     model.save_config(str(run_dir))

@@ -8,19 +8,12 @@ import json
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_t5_config
 
 from vertjax import cli, io_utils
-from vertjax.models import decoding, encoder_decoder, t5
+from vertjax.models import decoding, encoder_decoder
 
-CONFIG = t5.T5Config(
-    vocab_size=400,  # the tiny vocab's 300 pieces + 100 extra ids
-    emb_dim=16,
-    num_heads=2,
-    num_encoder_layers=1,
-    num_decoder_layers=1,
-    head_dim=8,
-    mlp_dim=32,
-)
+CONFIG = tiny_t5_config(400)  # the tiny vocab's 300 pieces + 100 extra ids
 TEXTS = [
     "the database reads every row",
     "a client writes the page before the commit",

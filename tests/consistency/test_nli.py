@@ -9,11 +9,12 @@ import re
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_t5_config
 
 from vertjax import cli, errors, io_utils
 from vertjax.consistency import metrics, nli, nli_data
 from vertjax.data import vocab as vocab_lib
-from vertjax.models import encoder_decoder, t5
+from vertjax.models import encoder_decoder
 from vertjax.train import checkpoints
 
 LONG_PREMISE = " ".join(
@@ -24,15 +25,7 @@ LONG_PREMISE = " ".join(
 @pytest.fixture(scope="module")
 def nli_checkpoint(tmp_path_factory, tiny_vocab):
     vocabulary = vocab_lib.load_vocab(tiny_vocab)
-    config = t5.T5Config(
-        vocab_size=vocabulary.vocab_size,
-        emb_dim=16,
-        num_heads=2,
-        head_dim=8,
-        mlp_dim=32,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-    )
+    config = tiny_t5_config(vocabulary.vocab_size)
     model = encoder_decoder.EncoderDecoderModel(config)
     params = model.init_params(jax.random.key(0))
     run_dir = tmp_path_factory.mktemp("nli_run")

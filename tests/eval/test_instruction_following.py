@@ -5,10 +5,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_t5_config
 
 from vertjax import errors, io_utils
 from vertjax.eval import instruction_following as inf
-from vertjax.models import decoding, encoder_decoder, t5
+from vertjax.models import decoding, encoder_decoder
 from vertjax.synth import refusals
 
 
@@ -79,17 +80,7 @@ def test_generate_keeps_order_across_batches_and_cuts_at_eos(monkeypatch, vocabu
 
 
 def test_generate_with_a_real_tiny_model_is_deterministic(vocabulary):
-    model = encoder_decoder.EncoderDecoderModel(
-        t5.T5Config(
-            vocab_size=vocabulary.vocab_size,
-            emb_dim=16,
-            num_heads=2,
-            head_dim=8,
-            mlp_dim=32,
-            num_encoder_layers=1,
-            num_decoder_layers=1,
-        )
-    )
+    model = encoder_decoder.EncoderDecoderModel(tiny_t5_config(vocabulary.vocab_size))
     params = model.init_params(jax.random.key(0))
     texts = ["the index scans two records", "a user saves the log"]
     first = inf.generate(model, params, vocabulary, texts, batch_size=2, max_decode_length=6)

@@ -7,27 +7,18 @@ import math
 
 import jax
 import numpy as np
+from conftest import tiny_t5_config
 
 from vertjax import cli, io_utils
 from vertjax.eval import ppl
-from vertjax.models import encoder_decoder, losses, t5
+from vertjax.models import encoder_decoder, losses
 from vertjax.train import checkpoints
 
 LENGTHS = {"inputs": 32, "targets": 8}
 
 
 def _model(vocab_size: int) -> encoder_decoder.EncoderDecoderModel:
-    return encoder_decoder.EncoderDecoderModel(
-        t5.T5Config(
-            vocab_size=vocab_size,
-            emb_dim=16,
-            num_heads=2,
-            head_dim=8,
-            mlp_dim=32,
-            num_encoder_layers=1,
-            num_decoder_layers=1,
-        )
-    )
+    return encoder_decoder.EncoderDecoderModel(tiny_t5_config(vocab_size))
 
 
 def test_padded_batches_keep_every_example_and_pad_with_zero_rows():

@@ -11,20 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_t5_config
 
 from vertjax import errors
 from vertjax.models import encoder, encoder_decoder, losses, t5
 from vertjax.train import checkpoints, optimizers, trainer
 
-CONFIG = t5.T5Config(
-    vocab_size=64,
-    emb_dim=16,
-    num_heads=2,
-    head_dim=8,
-    mlp_dim=32,
-    num_encoder_layers=1,
-    num_decoder_layers=1,
-)
+CONFIG = tiny_t5_config(64)
 
 
 def test_in_batch_softmax_loss_matches_hand_computation():
@@ -128,8 +121,8 @@ def test_initial_checkpoint_with_another_width_is_refused(tmp_path):
 
 _MESH_SCRIPT = textwrap.dedent(
     """
-    import sys
-    sys.path.insert(0, {test_dir!r})
+    import os, sys
+    sys.path[:0] = [{test_dir!r}, os.path.dirname({test_dir!r})]  # test_encoder and conftest
     import jax, numpy as np
     from test_encoder import CONFIG, _Pairs
     from vertjax.models import encoder

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from conftest import tiny_t5_config
 
 from vertjax import errors
 from vertjax.synth import backends, kg, prompts
@@ -172,18 +173,10 @@ def test_template_generator_is_deterministic_per_seed(template_generator):
 def test_t5_generator_decodes_a_tiny_random_checkpoint(tmp_path, tiny_vocab):
     import jax
 
-    from vertjax.models import encoder_decoder, t5
+    from vertjax.models import encoder_decoder
     from vertjax.train import checkpoints
 
-    config = t5.T5Config(
-        vocab_size=512,
-        emb_dim=16,
-        num_heads=2,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-        head_dim=8,
-        mlp_dim=32,
-    )
+    config = tiny_t5_config(512)
     params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
     checkpoints.save_params(tmp_path / "model", config=config, params=params)
     g = backends.T5Generator(tmp_path / "model", tiny_vocab, batch_size=2)
