@@ -7,6 +7,7 @@ complete (write to a temp file, then rename), and append-only writers let long j
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import tempfile
@@ -96,8 +97,10 @@ def atomic_write_json(path: PathLike, obj: Any) -> pathlib.Path:
 class JsonlAppender:
     """Append-only JSONL for resumable jobs: one flushed, fsynced line per record.
 
-    On open, a torn last line (from a kill mid-write) is truncated away, and the keys already
-    written are available as `seen` so a restarted job skips them and writes no duplicates.
+    On open, a torn last line (a kill mid-write leaves one without its newline) is truncated away
+    with a warning, and the keys already written are available as `seen` so a restarted job skips
+    them and writes no duplicates. A damaged complete line is never dropped: it is a `DataError`
+    naming the file and line, and the file is left as it is.
     """
 
     def __init__(self, path: PathLike, *, key: str = "id"):
@@ -113,17 +116,34 @@ class JsonlAppender:
     def _recover(self) -> None:
         data = self.path.read_bytes()
         good_end = 0
-        for line in data.splitlines(keepends=True):
+        for line_no, line in enumerate(data.splitlines(keepends=True), start=1):
             if not line.endswith(b"\n"):
-                break  # torn final line
+                break  # torn final line: the only thing a kill can leave behind
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                break
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise errors.DataError(
+                    f"damaged record ({e}); fix or remove this line and rerun to resume "
+                    "(nothing was changed)",
+                    path=self.path,
+                    line=line_no,
+                ) from None
+            if not isinstance(record, dict):
+                raise errors.DataError(
+                    "expected a JSON object; fix or remove this line and rerun to resume",
+                    path=self.path,
+                    line=line_no,
+                )
             good_end += len(line)
             self.records.append(record)
             self.seen.add(record.get(self.key))
         if good_end != len(data):
+            torn = len(data) - good_end
+            logging.warning(
+                "%s: dropping a torn last line (%d bytes, no newline) left by an interrupted write",
+                self.path,
+                torn,
+            )
             with self.path.open("r+b") as f:
                 f.truncate(good_end)
 

@@ -100,3 +100,38 @@ def test_index_build_takes_scann_params_from_gin_and_flags(
     assert cli.main(bad) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown ScaNN params ['leaves']" in err
+
+
+def _folder_pack(tmp_path):
+    from vertjax.data import packs
+
+    source = tmp_path / "docs"
+    source.mkdir()
+    for i in range(6):
+        words = " ".join(f"w{i}_{k}" for k in range(60))
+        (source / f"doc{i}.md").write_text(f"# Doc {i}\n\nDoc {i} says {words}.", encoding="utf-8")
+    out = tmp_path / "pack"
+    packs.build_pack("folder", out, source=source, max_tokens=40, cache=tmp_path / "cache")
+    return out
+
+
+def test_index_build_refuses_an_out_that_is_a_data_pack(tmp_path, capsys):
+    pack = _folder_pack(tmp_path)
+    before = {p.name: p.read_bytes() for p in pack.iterdir()}
+    for passages in (pack, pack / "train.jsonl"):
+        argv = ["index", "build", "--passages", str(passages), "--out", str(pack), "--bm25"]
+        assert cli.main(argv) == 2
+        assert "not part of a vertjax index" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in pack.iterdir()} == before
+
+
+def test_index_build_reruns_into_its_own_folder(tmp_path, tiny_corpus_jsonl, capsys):
+    index = tmp_path / "index"
+    argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--out", str(index), "--bm25"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "already built"
+    (index / "notes.txt").write_text("mine")
+    assert cli.main(argv) == 2
+    assert (index / "notes.txt").read_text() == "mine"

@@ -219,6 +219,56 @@ def _already_built(
     return not bm25 or (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).is_file()
 
 
+def _index_owned_names() -> frozenset[str]:
+    from vertjax.retrieval import bm25 as bm25_lib
+    from vertjax.retrieval import index
+
+    return frozenset(
+        {
+            BUILD_FILE,
+            RETRIEVER_FILE,
+            "config.gin",
+            index.MANIFEST_FILE,
+            index.SCANN_DIR,
+            bm25_lib.BM25_DIR,
+            store.PASSAGES_FILE,
+            store.PASSAGES_FILE + store.OFFSETS_SUFFIX,
+            store.EMBEDDINGS_FILE,
+            store.PROGRESS_FILE,
+        }
+    )
+
+
+def check_index_dir(out: pathlib.Path) -> None:
+    """Refuses an `--out` that holds anything but an index (a data pack, a run dir, other files).
+
+    A build deletes and rewrites the files it owns, so pointing it at another kind of folder would
+    destroy that folder's contents; nothing is touched before this check passes.
+    """
+    from vertjax.retrieval import index
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise errors.ConfigError(f"--out {out}: exists and is not a directory")
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    foreign = sorted(names - _index_owned_names())
+    manifest = out / index.MANIFEST_FILE
+    if not foreign and manifest.is_file() and not (out / BUILD_FILE).is_file():
+        try:
+            is_index = "method" in json.loads(manifest.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            is_index = False
+        if not is_index:
+            foreign = [index.MANIFEST_FILE + " (not an index manifest)"]
+    if foreign:
+        raise errors.ConfigError(
+            f"--out {out}: holds files that are not part of a vertjax index "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+            "give an empty or new directory, or an index built earlier"
+        )
+
+
 def build_index(
     *,
     passages: PathLike,
@@ -255,6 +305,7 @@ def build_index(
     record = _build_record(
         source=source, retriever=retriever, vocab=vocab, passage_length=passage_length
     )
+    check_index_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out": str(out), **record}
     if _already_built(out, record, method=method, bm25=bm25):
