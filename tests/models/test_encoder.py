@@ -14,25 +14,10 @@ import pytest
 from conftest import tiny_t5_config
 
 from vertjax import errors
-from vertjax.models import encoder, encoder_decoder, losses, t5
+from vertjax.models import encoder, encoder_decoder, t5
 from vertjax.train import checkpoints, optimizers, trainer
 
 CONFIG = tiny_t5_config(64)
-
-
-def test_in_batch_softmax_loss_matches_hand_computation():
-    q = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-    p = jnp.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # 2 positives + 1 hard negative
-    loss, correct = losses.in_batch_softmax_loss(q, p, temperature=0.5)
-    scores = np.array([[1.0, 0.6, 0.0], [0.0, 0.8, 1.0]]) / 0.5
-    expected = [
-        -(scores[0, 0] - np.log(np.exp(scores[0]).sum())),
-        -(scores[1, 1] - np.log(np.exp(scores[1]).sum())),
-    ]
-    np.testing.assert_allclose(loss, expected, rtol=1e-6)
-    np.testing.assert_array_equal(
-        correct, [True, False]
-    )  # q1's hard negative outscores its positive
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -61,7 +46,7 @@ def test_padding_does_not_change_the_embedding():
 
 
 def test_every_param_has_logical_axes():
-    model = encoder.DualEncoderModel(CONFIG, projection_dim=8, learnable_temperature=True)
+    model = encoder.DualEncoderModel(CONFIG, projection_dim=8, learnable_logit_scale=True)
     axes = jax.tree.leaves(
         model.logical_param_axes(), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)
     )
@@ -166,3 +151,52 @@ def test_cross_device_negatives_give_the_single_device_loss(tmp_path):
     np.testing.assert_allclose(sharded, [single.losses[s] for s in (1, 2, 3)], rtol=1e-5)
     # A per-device loss (negatives only from the local 2 passages) would be much lower:
     assert single.losses[1] > np.log(2.0)
+
+
+def _named_leaves(tree) -> dict[str, object]:
+    return {
+        "/".join(str(getattr(k, "key", k)) for k in path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def test_weight_decay_spares_norms_position_tables_and_the_logit_scale():
+    model = encoder.DualEncoderModel(CONFIG, projection_dim=8, learnable_logit_scale=True)
+    params = model.init_params(jax.random.key(0))
+    mask = _named_leaves(optimizers.decay_mask(params))
+    spared = {name for name, decayed in mask.items() if not decayed}
+    assert spared == {
+        name
+        for name in mask
+        if name.endswith(("/scale", "rel_embedding")) or name == encoder.LOGIT_SCALE_PARAM
+    }
+    assert mask["tower/encoder/layers_0/attention/query/kernel"]
+    assert mask["tower/token_embedder/embedding"] and mask["tower/projection/kernel"]
+    # One AdamW step on zero gradients moves only the decayed parameters (towards zero).
+    opt = optimizers.adamw(learning_rate=0.1, weight_decay=0.5, max_grad_norm=None)
+    updates, _ = opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
+    moved = {n: bool(jnp.any(u != 0)) for n, u in _named_leaves(updates).items()}
+    assert {n for n, m in moved.items() if not m} == spared
+    everything = optimizers.adamw(learning_rate=0.1, weight_decay=0.5, weight_decay_mask=None)
+    updates, _ = everything.update(
+        jax.tree.map(jnp.zeros_like, params), everything.init(params), params
+    )
+    assert all(bool(jnp.any(u != 0)) for u in jax.tree.leaves(updates))
+
+
+def test_learnable_logit_scale_trains_and_the_config_round_trips(tmp_path):
+    model = encoder.DualEncoderModel(
+        CONFIG, projection_dim=8, logit_scale=20.0, learnable_logit_scale=True
+    )
+    result = trainer.train(
+        model_dir=str(tmp_path / "gtr"),
+        model=model,
+        train_data=_Pairs(),
+        optimizer=optimizers.adamw(learning_rate=optimizers.constant_schedule(learning_rate=3e-2)),
+        total_steps=5,
+        checkpoint_period=5,
+        progress=False,
+    )
+    loaded, params = encoder.load_dual_encoder(str(tmp_path / "gtr"))
+    assert loaded == model and result.losses[5] < result.losses[1]
+    assert float(params[encoder.LOGIT_SCALE_PARAM]) != pytest.approx(np.log(20.0))

@@ -95,6 +95,10 @@ class DPR(nn.Module):
         )
 
 
+LOGIT_SCALE_PARAM = "log_logit_scale"
+MAX_LOGIT_SCALE = 100.0
+
+
 @dataclasses.dataclass(frozen=True)
 class DualEncoderModel:
     """Contrastive training and encoding for GTR (`shared=True`) or DPR (`shared=False`).
@@ -102,16 +106,21 @@ class DualEncoderModel:
     Batches hold `question_tokens [b, lq]` and `passage_tokens [b * (1 + n), lp]`: the first b
     passages are the positives, the rest mined hard negatives. Under a data-parallel mesh the batch
     is one global array, so the score matrix covers every device's passages (cross-device negatives).
+    The loss is t5x_retrieval's: in-batch softmax over cosine * `logit_scale`, question -> passage
+    plus passage -> question (`bidirectional`).
 
     Attributes:
-      temperature: the softmax temperature (initial value when `learnable_temperature`).
+      logit_scale: cosine similarities are multiplied by this (t5x_retrieval: 100); the initial
+        value when `learnable_logit_scale` (then learned in log space, capped at 100 as CLIP).
+      bidirectional: add the passage -> question softmax loss.
     """
 
     config: t5.T5Config
     projection_dim: int = 768
     shared: bool = True
-    temperature: float = 0.05
-    learnable_temperature: bool = False
+    logit_scale: float = 100.0
+    learnable_logit_scale: bool = False
+    bidirectional: bool = True
 
     @property
     def module(self) -> nn.Module:
@@ -128,9 +137,9 @@ class DualEncoderModel:
     def _init_variables(self, rng: Array) -> Any:
         variables = self.module.init(rng, *self._dummy())
         params = dict(variables["params"])
-        if self.learnable_temperature:
-            params["log_temperature"] = nn.LogicallyPartitioned(
-                jnp.asarray(np.log(self.temperature), jnp.float32), ()
+        if self.learnable_logit_scale:
+            params[LOGIT_SCALE_PARAM] = nn.LogicallyPartitioned(
+                jnp.asarray(np.log(self.logit_scale), jnp.float32), ()
             )
         return params
 
@@ -144,7 +153,7 @@ class DualEncoderModel:
         return nn.get_partition_spec(jax.eval_shape(self._init_variables, jax.random.key(0)))
 
     def _module_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in params.items() if k != "log_temperature"}
+        return {k: v for k, v in params.items() if k != LOGIT_SCALE_PARAM}
 
     def encode(self, params: Any, tokens: Array, *, kind: str) -> Array:
         """Normalised embeddings `[b, projection_dim]` of questions or passages."""
@@ -162,11 +171,13 @@ class DualEncoderModel:
             enable_dropout=dropout_rng is not None,
             rngs=rngs,
         )
-        if self.learnable_temperature:
-            temperature = jnp.exp(params["log_temperature"])
+        if self.learnable_logit_scale:
+            scale = jnp.minimum(jnp.exp(params[LOGIT_SCALE_PARAM]), MAX_LOGIT_SCALE)
         else:
-            temperature = jnp.float32(self.temperature)
-        per_example, correct = losses.in_batch_softmax_loss(q, p, temperature=temperature)
+            scale = jnp.float32(self.logit_scale)
+        per_example, correct = losses.in_batch_softmax_loss(
+            q, p, logit_scale=scale, bidirectional=self.bidirectional
+        )
         n = jnp.float32(q.shape[0])
         loss = jnp.mean(per_example)
         metrics = {
@@ -176,7 +187,7 @@ class DualEncoderModel:
             "correct_sum": jnp.sum(correct.astype(jnp.float32)),
             "num_tokens": n,
             "num_examples": n,
-            "temperature": temperature,
+            "logit_scale": scale,
         }
         return loss, metrics
 
@@ -189,15 +200,16 @@ class DualEncoderModel:
             {
                 "projection_dim": self.projection_dim,
                 "shared": self.shared,
-                "temperature": self.temperature,
-                "learnable_temperature": self.learnable_temperature,
+                "logit_scale": self.logit_scale,
+                "learnable_logit_scale": self.learnable_logit_scale,
+                "bidirectional": self.bidirectional,
             },
         )
 
     def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
         """Starts the towers from a T5 encoder-decoder checkpoint's encoder (and embedder).
 
-        The projection (and temperature) keep their fresh initialisation; for DPR both towers
+        The projection (and logit scale) keep their fresh initialisation; for DPR both towers
         start from the same encoder.
         """
         from vertjax.train import checkpoints
@@ -232,6 +244,9 @@ def load_dual_encoder(path: str) -> tuple[DualEncoderModel, Any]:
             f"{model_dir}: no {RETRIEVER_CONFIG_FILE} (not a retriever run)"
         )
     extra = json.loads(config_file.read_text(encoding="utf-8"))
+    if "temperature" in extra:  # written before the logit scale replaced the temperature
+        extra["logit_scale"] = 1.0 / extra.pop("temperature")
+        extra["learnable_logit_scale"] = extra.pop("learnable_temperature", False)
     model = DualEncoderModel(checkpoints.load_model_config(model_dir), **extra)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), model.abstract_params()

@@ -51,22 +51,34 @@ def token_log_likelihood(logits: Array, targets: Array) -> Array:
 
 
 def in_batch_softmax_loss(
-    questions: Array, passages: Array, *, temperature: Array | float
+    questions: Array,
+    passages: Array,
+    *,
+    logit_scale: Array | float = 100.0,
+    bidirectional: bool = True,
 ) -> tuple[Array, Array]:
-    """Softmax contrastive loss with in-batch (and hard) negatives.
+    """Softmax contrastive loss with in-batch (and hard) negatives, as t5x_retrieval trains GTR.
+
+    Question -> passage: each question's softmax runs over every passage of the batch (the other
+    positives and any mined hard negatives). Passage -> question (`bidirectional`): each positive
+    passage's softmax runs over the batch's questions (hard negatives have no question, so they
+    are left out of this direction, as in t5x_retrieval). The two per-example losses are added.
 
     Args:
       questions: `[b, d]` normalised question embeddings.
-      passages: `[b * (1 + n), d]`; row i < b is question i's positive, every other row (the other
-        positives and any mined hard negatives) is a negative.
-      temperature: scores are cosine similarity / temperature.
+      passages: `[b * (1 + n), d]`; row i < b is question i's positive.
+      logit_scale: scores are cosine similarity * logit_scale (t5x_retrieval: 100).
+      bidirectional: add the passage -> question loss.
 
     Returns:
-      Per-question loss `[b]` and whether the positive ranked first `[b]`.
+      Per-question loss `[b]` and whether the positive ranked first among the passages `[b]`.
     """
-    scores = jnp.dot(questions, passages.T) / temperature  # [b, b * (1 + n)]
-    labels = jnp.arange(questions.shape[0])
-    log_probs = jax.nn.log_softmax(scores.astype(jnp.float32), axis=-1)
-    loss = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+    b = questions.shape[0]
+    scores = (jnp.dot(questions, passages.T) * logit_scale).astype(jnp.float32)
+    labels = jnp.arange(b)
+    loss = -jnp.take_along_axis(jax.nn.log_softmax(scores, axis=-1), labels[:, None], axis=-1)[:, 0]
+    if bidirectional:
+        passage_scores = scores[:, :b].T  # [b passages, b questions]
+        loss = loss - jnp.diagonal(jax.nn.log_softmax(passage_scores, axis=-1))
     correct = jnp.argmax(scores, axis=-1) == labels
     return loss, correct

@@ -2,11 +2,46 @@
 
 `adafactor` reproduces T5X's default (factored second moments, decay 0.8, update clipping 1.0,
 updates scaled by the parameter's RMS, no momentum) so T5X recipes and learning rates carry over.
+`adamw` decays only weight matrices by default (`decay_mask`): norm scales, relative-position
+tables, biases and temperature/logit-scale parameters are left alone, as BERT/T5X recipes do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import jax
 import optax
+
+# Leaf names that never get weight decay even when they are matrices: the relative-position
+# bias table `[heads, buckets]` is a learned lookup, not a projection.
+NO_DECAY_NAMES = frozenset({"rel_embedding"})
+# Leaf-name fragments of scalar-like parameters (norm scales, biases, temperatures, logit scales).
+NO_DECAY_FRAGMENTS = ("scale", "bias", "temperature")
+
+
+def _leaf_name(path: tuple[Any, ...]) -> str:
+    last = path[-1] if path else ""
+    return str(getattr(last, "key", getattr(last, "name", last)))
+
+
+def decays(name: str, ndim: int) -> bool:
+    """Whether a parameter named `name` (its leaf name) with `ndim` dimensions is decayed."""
+    lowered = name.lower()
+    return (
+        ndim >= 2
+        and lowered not in NO_DECAY_NAMES
+        and not any(f in lowered for f in NO_DECAY_FRAGMENTS)
+    )
+
+
+def decay_mask(params: Any) -> Any:
+    """The standard weight-decay mask: True for kernels and embeddings, False for RMSNorm
+    scales, relative-position tables, biases and temperature/logit-scale parameters."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: decays(_leaf_name(path), getattr(x, "ndim", 0)), params
+    )
 
 
 def rsqrt_schedule(
@@ -68,10 +103,24 @@ def adamw(
     eps: float = 1e-8,
     weight_decay: float = 0.01,
     max_grad_norm: float | None = 1.0,
+    weight_decay_mask: Callable[[Any], Any] | Any | None = decay_mask,
 ) -> optax.GradientTransformation:
-    """AdamW with optional global-norm gradient clipping."""
+    """AdamW with optional global-norm gradient clipping.
+
+    Args:
+      weight_decay_mask: which parameters are decayed: a function params -> bool pytree, or such
+        a pytree; `decay_mask` (the default) spares norm scales, relative-position tables,
+        biases and temperatures; None decays every parameter.
+    """
     chain = [optax.clip_by_global_norm(max_grad_norm)] if max_grad_norm else []
     chain.append(
-        optax.adamw(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+        optax.adamw(
+            learning_rate=learning_rate,
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            weight_decay=weight_decay,
+            mask=weight_decay_mask,
+        )
     )
     return optax.chain(*chain)
