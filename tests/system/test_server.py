@@ -106,7 +106,7 @@ def test_chat_validation_and_unknown_paths(running):
     assert _request(running, "POST", "/v1/chat/completions", {"messages": []})[0] == 400
     bad_role = {"messages": [{"role": "robot", "content": "hi"}]}
     assert _request(running, "POST", "/v1/chat/completions", bad_role)[0] == 400
-    stream = {"stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    stream = {"stream": "yes", "messages": [{"role": "user", "content": "hi"}]}
     assert _request(running, "POST", "/v1/chat/completions", stream)[0] == 400
     assert _request(running, "POST", "/v1/other", {"question": "q"})[0] == 404
 

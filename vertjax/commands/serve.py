@@ -27,7 +27,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.request_timeout,
         help="seconds an answer may take before the request gets 504",
     )
-    parser.add_argument("--max_concurrent", type=int, default=defaults.max_concurrent)
+    parser.add_argument(
+        "--request_deadline",
+        type=float,
+        default=defaults.request_deadline,
+        help="seconds a request's line, headers and body may take to arrive (then 408)",
+    )
+    parser.add_argument(
+        "--max_concurrent",
+        type=int,
+        default=defaults.max_concurrent,
+        help="answers computed at once",
+    )
+    parser.add_argument(
+        "--max_connections",
+        type=int,
+        default=defaults.max_connections,
+        help="connections served at once; one more gets 503",
+    )
+    parser.add_argument("--backlog", type=int, default=defaults.backlog, help="listen backlog")
     parser.add_argument("--api_key_env", default=defaults.api_key_env)
 
 
@@ -39,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         max_body_bytes=args.max_body_bytes,
         request_timeout=args.request_timeout,
+        request_deadline=args.request_deadline,
         max_concurrent=args.max_concurrent,
+        max_connections=args.max_connections,
+        backlog=args.backlog,
         api_key_env=args.api_key_env,
     )
     httpd = server.make_server(answer.build_assistant(args), config)
