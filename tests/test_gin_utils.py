@@ -165,12 +165,12 @@ def test_required_and_undefined_macros(gin_dir):
 
 def test_unset_required_macros_are_all_named(gin_dir):
     gin_utils.parse_gin(
-        gin_files=[str(gin_dir / "nested" / "base.gin")], gin_bindings=["OTHER=%gin.REQUIRED"]
+        gin_files=[str(gin_dir / "nested" / "base.gin")], gin_bindings=["LR=%gin.REQUIRED"]
     )
     with pytest.raises(errors.ConfigError) as info:
         gin_utils.check_required_macros()
     assert str(info.value) == (
-        "required gin macros not set: NAME, OTHER (pass --gin.NAME=... --gin.OTHER=...)"
+        "required gin macros not set: LR, NAME (pass --gin.LR=... --gin.NAME=...)"
     )
     gin_utils.parse_gin(
         gin_files=[str(gin_dir / "nested" / "base.gin")], gin_bindings=["NAME='/tmp/x'"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import os
 import pathlib
 import re
@@ -132,12 +133,84 @@ def parse_gin(
             gin.parse_config_file(path)
         except _GIN_PARSE_ERRORS as e:
             raise errors.ConfigError(_gin_message(e, where=path)) from None
+    check_macro_bindings(bindings, file_macros())
     try:
         gin.parse_config(bindings)
     except _GIN_PARSE_ERRORS as e:
         raise errors.ConfigError(_gin_message(e, where="--gin bindings")) from None
     if finalize:
         gin.finalize()
+
+
+_UNSET = object()
+_MACRO_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def file_macros() -> dict[str, Any]:
+    """Every macro the parsed gin files define (→ its value) or reference as `%NAME` (→ unset).
+
+    Read from gin's parsed state rather than the files' text, so includes and macros used inside
+    lists, dicts and other macros all count.
+    """
+    config = gin.config._CONFIG
+    macros: dict[str, Any] = {
+        name: values.get("value", _UNSET)
+        for (name, selector), values in config.items()
+        if selector == "gin.macro"
+    }
+    for ref in gin.config.iterate_references(config):
+        if ref.configurable.name == "macro":
+            macros.setdefault(ref.scoped_selector.rsplit("/", 1)[0], _UNSET)
+    return macros
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """Whether a command-line value may replace a file's literal default (None always may)."""
+    if value is None or default is None or isinstance(default, gin.config.ConfigurableReference):
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and (
+            isinstance(default, float) or isinstance(value, int)
+        )
+    for kinds in (str, (list, tuple), dict):
+        if isinstance(default, kinds):
+            return isinstance(value, kinds)
+    return True
+
+
+def check_macro_bindings(bindings: Sequence[str], known: dict[str, Any]) -> None:
+    """`ConfigError` for a command-line macro that no gin file defines or uses (a typo gin would
+    silently ignore), with a did-you-mean, and for a value whose type differs from the file's
+    literal default (`--gin.K=abc` where the file has `K = 4`), before anything runs.
+
+    Args:
+      bindings: `NAME = VALUE` strings as `binding_strings` writes them.
+      known: `file_macros()` of the parsed files.
+    """
+    for binding in bindings:
+        name, _, text = (part.strip() for part in binding.partition("="))
+        if not _MACRO_NAME.fullmatch(name):
+            continue  # a configurable's parameter: gin itself checks those
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise errors.ConfigError(
+                f"gin: --gin.{name}: no gin file defines or uses a macro {name}{hint}"
+            )
+        default = known[name]
+        if default is _UNSET or text.startswith(("@", "%")):
+            continue
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            continue  # gin's own syntax (e.g. a scoped reference): gin judges it
+        if not _same_kind(default, value):
+            raise errors.ConfigError(
+                f"gin: --gin.{name}={text} is a {type(value).__name__}, but the gin files set"
+                f" {name} = {default!r} (a {type(default).__name__})"
+            )
 
 
 # What gin raises for a bad file or binding (tokenize.TokenError: an unclosed bracket).
