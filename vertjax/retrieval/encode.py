@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -171,6 +173,14 @@ def _build_record(
 
         model_dir, step = checkpoints.resolve_checkpoint(retriever)
         model_path = vocab_lib.resolve_model_path(vocab)
+        trained_with = retriever_vocab(pathlib.Path(model_dir))
+        if trained_with is not None and store.sha256_file(trained_with) != store.sha256_file(
+            model_path
+        ):
+            raise errors.ConfigError(
+                f"--vocab {vocab} is not the vocab the retriever {model_dir} was trained with"
+                f" ({trained_with}): pass --vocab {trained_with}"
+            )
         record.update(
             retriever=str(model_dir),
             step=step,
@@ -178,6 +188,28 @@ def _build_record(
             vocab_sha256=store.sha256_file(model_path),
         )
     return record
+
+
+def retriever_vocab(model_dir: pathlib.Path) -> pathlib.Path | None:
+    """The SentencePiece model a retriever run dir names: its own `spm.model` (a converted GTR)
+    or the `VOCAB` of its `config.gin` (a trained one) when that file exists; else None."""
+    from vertjax.data import vocab as vocab_lib
+
+    own = model_dir / vocab_lib.MODEL_FILENAME
+    if own.is_file():
+        return own
+    config = model_dir / "config.gin"
+    if not config.is_file():
+        return None
+    match = re.search(r"^VOCAB = (.+)$", config.read_text(encoding="utf-8"), re.MULTILINE)
+    if match is None:
+        return None
+    try:
+        named = ast.literal_eval(match.group(1).strip())
+        path = vocab_lib.resolve_model_path(named) if isinstance(named, str) else None
+    except (ValueError, SyntaxError, errors.VertjaxError):
+        return None
+    return path if path is not None and path.is_file() else None
 
 
 def _fingerprint(record: Mapping[str, Any]) -> str:
@@ -306,18 +338,10 @@ def build_index(
         source=source, retriever=retriever, vocab=vocab, passage_length=passage_length
     )
     check_index_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out": str(out), **record}
     if _already_built(out, record, method=method, bm25=bm25):
         return {**summary, "status": "already built"}
-    # A manifest left by an earlier build must not vouch for this one if it is interrupted.
-    (out / index.MANIFEST_FILE).unlink(missing_ok=True)
-    (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).unlink(missing_ok=True)
-    _copy_passages(source, out, record)
-    io_utils.atomic_write_json(out / BUILD_FILE, record)
-    passage_store = store.PassageStore.open(out / store.PASSAGES_FILE)
-    summary["count"] = len(passage_store)
-    if retriever is not None:
+    if retriever is not None:  # load and check before writing: a wrong vocab leaves nothing
         from vertjax.data import vocab as vocab_lib
         from vertjax.models import encoder
 
@@ -326,6 +350,15 @@ def build_index(
         vocab_lib.check_fits_model(
             vocabulary, model.config.vocab_size, vocab_path=vocab, model="the retriever"
         )
+    out.mkdir(parents=True, exist_ok=True)
+    # A manifest left by an earlier build must not vouch for this one if it is interrupted.
+    (out / index.MANIFEST_FILE).unlink(missing_ok=True)
+    (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).unlink(missing_ok=True)
+    _copy_passages(source, out, record)
+    io_utils.atomic_write_json(out / BUILD_FILE, record)
+    passage_store = store.PassageStore.open(out / store.PASSAGES_FILE)
+    summary["count"] = len(passage_store)
+    if retriever is not None:
         summary["resumed_from_row"] = encode_passages(
             encoder=BatchEncoder(model, params, kind="passage", batch_size=batch_size),
             vocab=vocabulary,

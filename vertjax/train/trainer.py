@@ -155,6 +155,7 @@ def train(
     """
     if not model_dir:
         raise errors.ConfigError("MODEL_DIR is not set (pass --gin.MODEL_DIR=...)")
+    check_vocab_fits(model=model, data=train_data)
     model_dir = os.path.abspath(model_dir)
     pathlib.Path(model_dir).mkdir(parents=True, exist_ok=True)
     mesh = partitioning.create_mesh(mesh_shape)
@@ -191,6 +192,29 @@ def train(
         finally:
             manager.wait_until_finished()
             manager.close()
+
+
+def check_vocab_fits(*, model: Any, data: Any) -> None:
+    """`ConfigError` naming the vocab when the task's vocab has ids beyond the model's embedding
+    table (`VOCAB_SIZE` too small): such ids index past the table and training NaNs at step 1.
+
+    Only for seqio-task data (`mixture_or_task_name`) and models with a `config.vocab_size`.
+    """
+    from vertjax.data import pipeline
+    from vertjax.data import vocab as vocab_lib
+
+    name = getattr(data, "mixture_or_task_name", None)
+    model_vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if not isinstance(name, str) or not isinstance(model_vocab_size, int):
+        return
+    try:
+        vocabulary = pipeline.get_vocabulary(name)
+    except ValueError:  # not registered: reading the data reports that, naming the tasks known
+        return
+    path = getattr(vocabulary, "sentencepiece_model_file", None) or f"of task {name}"
+    vocab_lib.check_fits_model(
+        vocabulary, model_vocab_size, vocab_path=path, model="the model's VOCAB_SIZE"
+    )
 
 
 def _initial_state(*, model, steps, manager, optimizer, seed, initial_checkpoint_path, model_dir):
