@@ -160,3 +160,38 @@ def test_cli_eval_writes_metrics_plot_and_baseline(nli_checkpoint, tiny_vocab, t
         metrics.roc_auc(overlap, positives)
     )
     assert (tmp_path / "eval" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_labels_that_do_not_fit_the_targets_length_are_refused(tiny_vocab):
+    vocabulary = vocab_lib.load_vocab(tiny_vocab)
+    ids = nli.label_token_ids(vocabulary, nli_data.NLI_LABELS)
+    longest = max(len(i) for i in ids)
+    assert longest > 4 and all(i[-1] == vocabulary.eos_id for i in ids)
+    assert nli.check_label_length(vocabulary, nli_data.NLI_LABELS, longest) == longest
+    with pytest.raises(errors.ConfigError, match=r"'(entailment|contradiction)' is \d+ tokens"):
+        nli.check_label_length(vocabulary, nli_data.NLI_LABELS, 4, vocab_path=tiny_vocab)
+
+
+def test_nli_training_refuses_to_trim_labels(tmp_path, tiny_vocab, tiny_corpus_records):
+    from vertjax.data import tasks
+    from vertjax.train import data_config
+
+    nli_data.write_splits(
+        nli_data.synthesize(tiny_corpus_records, seed=0, antonyms={"first": "last"}), tmp_path
+    )
+    tasks.register_jsonl_task(
+        "test_nli_label_guard",
+        split_files={"train": tmp_path / "train.jsonl"},
+        vocab_path=tiny_vocab,
+        kind="seq2seq",
+    )
+    config = data_config.DatasetConfig(
+        mixture_or_task_name="test_nli_label_guard",
+        task_feature_lengths={"inputs": 64, "targets": 4},
+        batch_size=2,
+        targets_must_fit=True,
+    )
+    with pytest.raises(errors.ConfigError, match="test_nli_label_guard.*would be cut"):
+        config.iterator()
+    batch = next(config.replace(task_feature_lengths={"inputs": 64, "targets": 16}).iterator())
+    assert batch["decoder_target_tokens"].shape == (2, 16)

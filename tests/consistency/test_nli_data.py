@@ -9,14 +9,14 @@ import re
 import pytest
 
 from vertjax import errors, io_utils
-from vertjax.consistency import lexicon, nli_data
+from vertjax.consistency import lexicon, metrics, nli_data
 
 ANTONYMS = {"ascending": "descending", "descending": "ascending", "first": "last", "last": "first"}
 
 
 def test_record_format_and_labels():
     record = nli_data.make_record(id="x", premise="P.", hypothesis="H.", label="c", binary=True)
-    assert record["inputs"] == "premise: P. hypothesis: H."
+    assert record["inputs"] == "hypothesis: H. premise: P."  # trimming cuts the premise only
     assert (record["label"], record["targets"]) == ("contradiction", "inconsistent")
     assert nli_data.to_binary("entailment") == "consistent"
     assert nli_data.to_binary("neutral") == "inconsistent"
@@ -76,7 +76,8 @@ def test_synthesize_is_balanced_split_by_document_and_seeded(tiny_corpus_records
     assert counts["entailment"] == counts["neutral"] == counts["contradiction"] > 50
     for record in out["train"]:
         assert record["inputs"] == nli_data.format_input(record["premise"], record["hypothesis"])
-        if record["label"] == "entailment" and record["synthesis"] == "verbatim":
+        verbatim = record["synthesis"] == "verbatim" and not record["surface_synonyms"]
+        if record["label"] == "entailment" and verbatim:
             assert record["hypothesis"] in record["premise"]
         elif record["label"] in ("contradiction", "neutral"):
             assert record["hypothesis"] not in record["premise"]
@@ -90,9 +91,14 @@ def test_neutral_hypotheses_come_from_the_same_document(tiny_corpus_records):
     for p in tiny_corpus_records:
         for s in nli_data.prose_sentences(p["text"]):
             text_doc.setdefault(s, set()).add(p["doc_id"])
-    out = nli_data.synthesize(tiny_corpus_records, seed=0, antonyms=ANTONYMS)
+    out = nli_data.synthesize(
+        tiny_corpus_records, seed=0, antonyms=ANTONYMS, surface_paraphrase_rate=0.0
+    )
     neutrals = [r for rows in out.values() for r in rows if r["label"] == "neutral"]
-    assert neutrals and all(r["doc_id"] in text_doc[r["hypothesis"]] for r in neutrals)
+    others = [r for r in neutrals if r["synthesis"] == "same_document"]
+    assert others and all(r["doc_id"] in text_doc[r["hypothesis"]] for r in others)
+    spliced = [r for r in neutrals if r["synthesis"] != "same_document"]
+    assert spliced and all(r["hypothesis"] not in r["premise"] for r in spliced)
 
 
 def test_write_splits_and_the_cli(tmp_path, tiny_corpus_jsonl):
@@ -149,3 +155,51 @@ def test_tfds_loaders_with_mock_data(name):
 def test_tfds_unknown_dataset():
     with pytest.raises(errors.ConfigError, match="unknown NLI dataset"):
         list(nli_data.tfds_records("glue", split="train"))
+
+
+SYNONYMS = {
+    "quickly": ["rapidly"],
+    "silently": ["quietly"],
+    "reads": ["scans"],
+    "writes": ["stores"],
+    "database": ["store"],
+    "server": ["host"],
+    "disk": ["drive"],
+    "night": ["evening"],
+}
+
+
+def test_synthesized_test_split_defeats_word_overlap(tiny_corpus_records):
+    out = nli_data.synthesize(
+        tiny_corpus_records, seed=3, antonyms=ANTONYMS, synonyms=SYNONYMS, per_passage=2
+    )
+    rows = out["train"] + out["test"]
+    kinds = collections.Counter(r["synthesis"] for r in rows)
+    for kind in ("paraphrase", "splice_unsupported", "append_unsupported", "negate"):
+        assert kinds[kind] > 0, kind
+
+    def overlap_auc(records):
+        positives = [nli_data.is_positive(r["label"]) for r in records]
+        scores = [metrics.lexical_overlap(r["premise"], r["hypothesis"]) for r in records]
+        return metrics.roc_auc(scores, positives)
+
+    adversarial = [r for r in rows if r["adversarial"]]
+    ordinary = [r for r in rows if not r["adversarial"]]
+    assert overlap_auc(adversarial) < 0.4 < 0.8 < overlap_auc(ordinary)
+    paraphrases = [r for r in rows if r["synthesis"] == "paraphrase"]
+    assert all(
+        r["label"] == "entailment" and r["hypothesis"] not in r["premise"] for r in paraphrases
+    )
+
+
+def test_wordnet_synonyms_take_the_most_tagged_sense(tmp_path):
+    (tmp_path / "index.noun").write_text(
+        "  1 licence header line\norder n 2 1 @ 2 5 00000010 00000020\n"
+    )
+    (tmp_path / "index.verb").write_text("order v 1 1 @ 1 1 00000030\n")
+    (tmp_path / "data.noun").write_text(
+        "00000010 00 n 02 order 0 ordering 0 000 | a sorted arrangement\n"
+        "00000020 00 n 02 order 0 decree 0 000 | a command\n"
+    )
+    (tmp_path / "data.verb").write_text("00000030 00 v 02 order 0 tell 0 000 | command\n")
+    assert lexicon.wordnet_synonyms(tmp_path) == {"order": ["ordering"]}

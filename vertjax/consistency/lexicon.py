@@ -144,3 +144,133 @@ def antonyms() -> dict[str, str]:
         table[a] = b
         table.setdefault(b, a)
     return table
+
+
+# Plain-English rewrites of words that technical documentation uses, for paraphrased hypotheses
+# (WordNet's most frequent sense of `return` is "go back", not "give back").
+BUILTIN_SYNONYMS = (
+    ("return", "give back"),
+    ("returns", "gives back"),
+    ("returned", "given back"),
+    ("specified", "given"),
+    ("supplied", "given"),
+    ("argument", "parameter"),
+    ("arguments", "parameters"),
+    ("raise", "throw"),
+    ("raises", "throws"),
+    ("raised", "thrown"),
+    ("object", "value"),
+    ("objects", "values"),
+    ("create", "make"),
+    ("creates", "makes"),
+    ("created", "made"),
+    ("contain", "hold"),
+    ("contains", "holds"),
+    ("containing", "holding"),
+    ("remove", "delete"),
+    ("removes", "deletes"),
+    ("removed", "deleted"),
+    ("modify", "change"),
+    ("modifies", "changes"),
+    ("modified", "changed"),
+    ("function", "routine"),
+    ("method", "routine"),
+    ("default", "fallback"),
+    ("optional", "not required"),
+    ("instance", "object"),
+    ("sequence", "series"),
+    ("iterable", "collection"),
+    ("element", "item"),
+    ("elements", "items"),
+    ("integer", "whole number"),
+    ("integers", "whole numbers"),
+    ("string", "text"),
+    ("strings", "texts"),
+    ("empty", "blank"),
+    ("large", "big"),
+    ("small", "little"),
+    ("begin", "start"),
+    ("begins", "starts"),
+    ("end", "finish"),
+    ("ends", "finishes"),
+    ("use", "employ"),
+    ("uses", "employs"),
+    ("used", "employed"),
+    ("obtain", "get"),
+    ("retrieve", "fetch"),
+    ("determine", "work out"),
+    ("indicate", "show"),
+    ("indicates", "shows"),
+    ("attempt", "try"),
+    ("require", "need"),
+    ("requires", "needs"),
+    ("required", "needed"),
+    ("provide", "offer"),
+    ("provides", "offers"),
+    ("allow", "let"),
+    ("allows", "lets"),
+    ("occur", "happen"),
+    ("occurs", "happens"),
+    ("additional", "extra"),
+    ("entire", "whole"),
+    ("initial", "first"),
+    ("multiple", "several"),
+    ("numerous", "many"),
+    ("currently", "now"),
+    ("immediately", "at once"),
+)
+_SYNONYM_STOP = frozenset(
+    "a an the is are was were be been being it its this that these those of to in on at by for "
+    "with from as or and but not no if then than so do does did has have had can may will shall "
+    "should would could must there their they them he she we you i".split()
+)
+
+
+def _first_senses(folder: pathlib.Path, pos: str) -> dict[str, tuple[int, str]]:
+    """lemma → (tagged-sense count, offset of its most frequent sense) from `index.<pos>`."""
+    path = folder / f"index.{pos}"
+    if not path.is_file():
+        return {}
+    senses = {}
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("  "):
+                continue
+            fields = line.split()
+            count = int(fields[2])  # synsets; offsets close the line, after the tagged count
+            if fields[0].isalpha() and fields[0] not in _SYNONYM_STOP:
+                senses[fields[0]] = (int(fields[-count - 1]), fields[-count])
+    return senses
+
+
+def wordnet_synonyms(folder: pathlib.Path) -> dict[str, list[str]]:
+    """word → single-word synonyms in its most frequent WordNet sense.
+
+    The part of speech is the one whose senses are tagged most often in WordNet's corpus (`order`
+    is mostly a noun), and only that part's first synset is used, so substitutions mostly keep
+    the sense a technical text means.
+    """
+    best: dict[str, tuple[int, str, str]] = {}
+    for pos in ("noun", "verb", "adj", "adv"):
+        for lemma, (tagged, offset) in _first_senses(folder, pos).items():
+            if lemma not in best or tagged > best[lemma][0]:
+                best[lemma] = (tagged, pos, offset)
+    words = {
+        pos: _parse_data_file(folder / f"data.{pos}")[0] for pos in {b[1] for b in best.values()}
+    }
+    table = {}
+    for lemma, (_, pos, offset) in best.items():
+        others = [w for w in words[pos].get(offset, ()) if w.isalpha() and w != lemma]
+        if others:
+            table[lemma] = others
+    return table
+
+
+@functools.cache
+def synonyms() -> dict[str, list[str]]:
+    """word → replacements: the built-in technical list first, then WordNet's first sense."""
+    folder = wordnet_dir()
+    table = wordnet_synonyms(folder) if folder is not None else {}
+    for word, replacement in BUILTIN_SYNONYMS:
+        table[word] = [replacement] + [w for w in table.get(word, []) if w != replacement]
+    return table

@@ -1,6 +1,6 @@
 """The T5 NLI factual-consistency scorer (TRUE): P(entailment) of a hypothesis given a premise.
 
-The model reads `premise: P hypothesis: H` and is scored, not sampled: each label string (e.g.
+The model reads `hypothesis: H premise: P` (`nli_data.format_input`) and is scored, not sampled: each label string (e.g.
 `entailment`, `neutral`, `contradiction`, or `consistent`/`inconsistent`) is fed teacher-forced as
 the target, its summed token log-likelihood is the label's score, and a softmax over the label set
 gives the probabilities (rank classification, as T5 evaluates classification tasks). Premises
@@ -32,6 +32,34 @@ class Prediction:
     p_entailment: float
     label: str
     probabilities: dict[str, float]
+
+
+def label_token_ids(vocabulary: Any, labels: Sequence[str]) -> list[list[int]]:
+    """Each label's target ids as training sees them (the label's pieces, then EOS)."""
+    ids = [list(vocabulary.encode(label)) + [vocabulary.eos_id] for label in labels]
+    if len({tuple(i) for i in ids}) != len(ids):
+        raise errors.ConfigError(f"labels {tuple(labels)} tokenize to the same ids")
+    return ids
+
+
+def check_label_length(
+    vocabulary: Any, labels: Sequence[str], targets_length: int, *, vocab_path: PathLike = "vocab"
+) -> int:
+    """The longest label's length with EOS; a `ConfigError` if it does not fit `targets_length`.
+
+    Training trims targets to `targets_length` while the scorer scores every label token plus
+    EOS, so a label that does not fit would be scored on tokens the model never learned.
+    """
+    ids = label_token_ids(vocabulary, labels)
+    longest = max(range(len(labels)), key=lambda i: len(ids[i]))
+    if len(ids[longest]) > targets_length:
+        raise errors.ConfigError(
+            f"NLI label {labels[longest]!r} is {len(ids[longest])} tokens with EOS under "
+            f"{os.fspath(vocab_path)}, but the targets length is {targets_length}: training would "
+            f"cut it while scoring reads it whole (use a targets length of at least "
+            f"{len(ids[longest])})"
+        )
+    return len(ids[longest])
 
 
 def _bucket(length: int) -> int:
@@ -120,8 +148,7 @@ class Scorer:
         self.labels, self.positive_label = labels, positive_label
         self.max_premise_tokens, self.window_stride = max_premise_tokens, window_stride
         self.max_hypothesis_tokens, self.batch_size = max_hypothesis_tokens, batch_size
-        eos = vocabulary.eos_id
-        label_ids = [list(vocabulary.encode(label)) + [eos] for label in labels]
+        label_ids = label_token_ids(vocabulary, labels)
         width = max(len(ids) for ids in label_ids)
         self._targets = np.zeros((len(labels), width), np.int32)
         for i, ids in enumerate(label_ids):

@@ -2,7 +2,7 @@
 synthesised offline from a domain passage corpus.
 
 Every record is `{id, premise, hypothesis, label, inputs, targets, ...}` with
-`inputs = "premise: P hypothesis: H"` and `targets` the label word (3-way `entailment|neutral|
+`inputs = "hypothesis: H premise: P"` (`format_input`) and `targets` the label word (3-way `entailment|neutral|
 contradiction`, or TRUE's binary `consistent|inconsistent`), so the same JSONL feeds a seqio
 `seq2seq` task, `vertjax consistency eval` and the lexical baseline.
 
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from vertjax import errors, io_utils
-from vertjax.consistency import lexicon
+from vertjax.consistency import lexicon, paraphrase
 from vertjax.data import corpora
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
@@ -38,8 +38,13 @@ PathLike = str | os.PathLike
 
 
 def format_input(premise: str, hypothesis: str) -> str:
-    """The T5/TRUE NLI input string."""
-    return f"premise: {premise} hypothesis: {hypothesis}"
+    """The T5 NLI input string, hypothesis first.
+
+    TRUE writes `premise: P hypothesis: H`; T5 trims inputs from the end, so with a long premise
+    that order cuts the hypothesis off (22 % of the demo's pairs at 128 tokens). Hypothesis first,
+    trimming only shortens the premise.
+    """
+    return f"hypothesis: {hypothesis} premise: {premise}"
 
 
 def to_binary(label: str) -> str:
@@ -409,6 +414,66 @@ def _windows(sentences: Sequence[str], size: int, rng: random.Random) -> list[in
     return starts
 
 
+# Transforms whose hypotheses defeat word overlap: low-overlap entailments, high-overlap negatives.
+ADVERSARIAL_TRANSFORMS = frozenset(
+    {
+        "paraphrase",
+        "negate",
+        "unnegate",
+        "number",
+        "antonym",
+        "swap_roles",
+        "swap_literal",
+        "splice_unsupported",
+        "append_unsupported",
+    }
+)
+
+
+def _entailed(claim: str, rng: random.Random, synonyms: Mapping[str, Sequence[str]]):
+    """(transform, text): verbatim-like variants, a dropped conjunct, reordering or a paraphrase."""
+    options = entailed_variants(claim)
+    for name, make in (
+        ("drop_conjunct", lambda: paraphrase.drop_conjunct(claim, rng)),
+        ("reorder_condition", lambda: paraphrase.reorder_condition(claim)),
+    ):
+        text = make()
+        if text:
+            options.append((name, text))
+    if rng.random() < 0.4:
+        text, count = paraphrase.substitute_synonyms(claim, rng, synonyms, rate=0.6)
+        if count:
+            return "paraphrase", text
+    return rng.choice(options)
+
+
+def _contradicted(claim: str, rng: random.Random, **context: Any) -> tuple[str, str] | None:
+    extra = [("swap_roles", paraphrase.swap_roles), ("swap_literal", paraphrase.swap_literal)]
+    rng.shuffle(extra)
+    if rng.random() < 0.3:
+        for name, make in extra:
+            text = make(claim, rng)
+            if text and text != claim:
+                return name, text
+    return contradict(claim, rng, **context)
+
+
+def _neutral(claim: str, others: Sequence[str], rng: random.Random) -> tuple[str, str]:
+    """An on-topic unsupported hypothesis: another sentence of the document, or one spliced from
+    a premise sentence and another sentence's predicate (worded like the premise)."""
+    other = rng.choice(others)
+    roll = rng.random()
+    if roll < 0.3:
+        text = paraphrase.splice_unsupported(claim, other, rng)
+        if text:
+            return "splice_unsupported", text
+    elif roll < 0.5:
+        text = paraphrase.append_unsupported(claim, other)
+        if text:
+            return "append_unsupported", text
+    return "same_document", other
+
+
 def synthesize(
     passages: Sequence[Mapping[str, str]],
     *,
@@ -417,15 +482,23 @@ def synthesize(
     premise_sentences: int = 4,
     binary: bool = False,
     antonyms: Mapping[str, str] | None = None,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
+    surface_paraphrase_rate: float = 0.35,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
 ) -> dict[str, list[dict[str, Any]]]:
     """Synthesised NLI records per split from passages `{id, doc_id, title, text}`.
 
     Each premise window (up to `premise_sentences` prose sentences) yields one entailed, one
     contradicting and one neutral hypothesis, so the labels are balanced and every premise is seen
-    with all three; `per_passage` windows are drawn per passage.
+    with all three; `per_passage` windows are drawn per passage. Entailments include paraphrases
+    that share few words with the premise, negatives include rewrites that keep its words
+    (`paraphrase`), and `surface_paraphrase_rate` of all hypotheses, whatever their label, get
+    synonyms swapped in (`surface_synonyms` counts them), so word overlap is no shortcut. Each
+    record says its `synthesis` transform and whether it is in the `adversarial` slice
+    (`ADVERSARIAL_TRANSFORMS`).
     """
     antonyms = lexicon.antonyms() if antonyms is None else antonyms
+    synonyms = lexicon.synonyms() if synonyms is None else synonyms
     rng = random.Random(seed)
     assignment = split_documents((p["doc_id"] for p in passages), seed=seed, fractions=fractions)
     prose = {p["id"]: prose_sentences(p["text"]) for p in passages}
@@ -453,22 +526,28 @@ def synthesize(
             neutral = [s for s in others if s not in premise]
             if not claims or not neutral:
                 continue
-            transform, entailed = rng.choice(entailed_variants(rng.choice(claims)))
             contradiction = None
             for source in rng.sample(claims, len(claims)):
-                contradiction = contradict(
+                contradiction = _contradicted(
                     source, rng, antonyms=antonyms, pool=pools[split], premise=premise
                 )
                 if contradiction is not None:
                     break
             if contradiction is None:
                 continue
+            entailed = _entailed(rng.choice(claims), rng, synonyms)
             base = {"doc_id": p["doc_id"], "passage_id": p["id"]}
-            for label, hypothesis, how in (
-                ("entailment", entailed, transform),
-                ("contradiction", contradiction[1], contradiction[0]),
-                ("neutral", rng.choice(neutral), "same_document"),
+            for label, (how, hypothesis) in (
+                ("entailment", entailed),
+                ("contradiction", (contradiction[0], contradiction[1])),
+                ("neutral", _neutral(rng.choice(claims), neutral, rng)),
             ):
+                swapped = 0
+                if how != "paraphrase" and rng.random() < surface_paraphrase_rate:
+                    changed = " ".join(set(hypothesis.split()) - set(premise.split()))
+                    hypothesis, swapped = paraphrase.substitute_synonyms(
+                        hypothesis, rng, synonyms, rate=0.3, protect=changed
+                    )
                 out[split].append(
                     make_record(
                         id=f"{p['id']}/{k}/{label}",
@@ -477,6 +556,8 @@ def synthesize(
                         label=label,
                         binary=binary,
                         synthesis=how,
+                        surface_synonyms=swapped,
+                        adversarial=how in ADVERSARIAL_TRANSFORMS,
                         **base,
                     )
                 )

@@ -25,7 +25,7 @@ from typing import Any
 import gin
 import seqio
 
-from vertjax import errors
+from vertjax import errors, io_utils
 from vertjax.data import preprocessors, vocab
 
 KINDS = ("span_corruption", "prefix_lm", "seq2seq")
@@ -190,6 +190,45 @@ def register_mixture(name: str, *, rates: Mapping[str, float]) -> seqio.Mixture:
     mixture = seqio.MixtureRegistry.add(name, list(spec))
     _MIXTURE_SPECS[name] = spec
     return mixture
+
+
+def check_targets_fit(
+    mixture_or_task_name: str, *, split: str, targets_length: int, max_records: int = 50_000
+) -> None:
+    """Raises `ConfigError` if a target of a seq2seq JSONL task would be cut by trimming.
+
+    T5 trims targets to the feature length silently, which is right for text but wrong for
+    classification labels (NLI's `entailment`): the model would learn a cut label while a scorer
+    scores the whole one plus EOS. Reads the distinct targets of the first `max_records` records
+    of every seq2seq JSONL task in the mixture.
+    """
+    if mixture_or_task_name in seqio.MixtureRegistry.names():
+        names = [
+            t.name for t in seqio.get_subtasks(seqio.get_mixture_or_task(mixture_or_task_name))
+        ]
+    else:
+        names = [mixture_or_task_name]
+    for name in names:
+        spec = _TASK_SPECS.get(name)
+        if spec is None or spec.kind != "seq2seq" or split not in dict(spec.split_files):
+            continue
+        path = dict(spec.split_files)[split]
+        targets = set()
+        for index, record in enumerate(
+            io_utils.read_jsonl(path, required_keys=(spec.targets_key,))
+        ):
+            if index >= max_records:
+                break
+            targets.add(str(record[spec.targets_key]))
+        vocabulary = vocab.load_vocab(spec.vocab_path, extra_ids=spec.extra_ids)
+        for target in sorted(targets):
+            length = len(vocabulary.encode(target)) + 1  # + EOS
+            if length > targets_length:
+                raise errors.ConfigError(
+                    f"task {name!r}: target {target[:40]!r} is {length} tokens with EOS under "
+                    f"{spec.vocab_path}, but the targets length is {targets_length}: it would be "
+                    f"cut (raise TASK_FEATURE_LENGTHS['targets'] to at least {length})"
+                )
 
 
 @gin.configurable(module="vertjax.data.tasks")

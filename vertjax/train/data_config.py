@@ -25,6 +25,8 @@ class DatasetConfig:
       registered: what a gin registration call returned, e.g.
         `@tasks.register_from_config()` — binding it here makes gin run the registration before
         the dataset is read. Only used to name the registered tasks in error messages.
+      targets_must_fit: refuse to start when a target would be trimmed (classification labels
+        such as NLI's must be learned whole; see `tasks.check_targets_fit`).
     """
 
     mixture_or_task_name: str
@@ -36,11 +38,19 @@ class DatasetConfig:
     pack: bool = True
     num_epochs: int | None = None
     registered: Sequence[str] | None = None
+    targets_must_fit: bool = False
 
     def iterator(
         self, *, start_batch: int = 0, shard_id: int = 0, num_shards: int = 1
     ) -> Iterator[Mapping[str, np.ndarray]]:
-        from vertjax.data import pipeline
+        from vertjax.data import pipeline, tasks
+
+        if self.targets_must_fit:
+            tasks.check_targets_fit(
+                self.mixture_or_task_name,
+                split=self.split,
+                targets_length=self.task_feature_lengths["targets"],
+            )
 
         factory = functools.partial(
             pipeline.get_dataset,
