@@ -77,6 +77,15 @@ def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def contained_name(name: Any) -> bool:
+    """Whether a file name read from a manifest stays inside the manifest's folder: a non-empty
+    relative path without `..` parts (a manifest naming `../../etc/passwd` must not be followed)."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        return False
+    path = pathlib.PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -208,10 +208,10 @@ def test_passage_store_from_corpus_jsonl(tmp_path):
     loaded = DenseIndex.load(tmp_path / "idx")
     assert loaded.passages.get([0, 1])[0] == {"id": "a", "title": "A", "text": "alpha"}
 
-    corpus.write_text('{"id": "a"}\n{"id": "a"}\n', encoding="utf-8")
+    corpus.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', encoding="utf-8")
     with pytest.raises(errors.DataError, match="corpus.jsonl:2: duplicate"):
         store.PassageStore.from_jsonl(corpus)
-    corpus.write_text('{"id": "a"}\n{"title": "no id"}\n', encoding="utf-8")
+    corpus.write_text('{"id": "a", "text": "x"}\n{"title": "no id"}\n', encoding="utf-8")
     with pytest.raises(errors.DataError, match="corpus.jsonl:2: .*'id'"):
         store.PassageStore.from_jsonl(corpus)
 

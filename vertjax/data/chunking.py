@@ -1,8 +1,8 @@
 """Documents → passages: token-bounded chunking that respects headings and paragraphs, stable
 passage ids, near-duplicate removal (MinHash over word shingles) and a by-document split.
 
-Tokens here are an approximation of a subword vocabulary: every run of word characters and every
-single punctuation mark counts as one token (`count_tokens`). A chunk is a slice of the original
+Tokens here are an approximation of a subword vocabulary: every run of word characters (up to
+`MAX_WORD_CHARS` of them) and every single punctuation mark counts as one token (`count_tokens`). A chunk is a slice of the original
 text, so its token count is exact under that definition and never exceeds `max_tokens`.
 """
 
@@ -18,13 +18,29 @@ import numpy as np
 
 from vertjax import errors
 
-TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+# A word longer than MAX_WORD_CHARS counts as several tokens (a subword vocabulary splits it
+# too), so a chunk of `max_tokens` tokens stays short even over a line without spaces.
+MAX_WORD_CHARS = 64
+TOKEN_RE = re.compile(rf"\w{{1,{MAX_WORD_CHARS}}}|[^\w\s]")
 SPLITS = ("train", "validation", "test")
 
 
 def count_tokens(text: str) -> int:
     """Approximate subword token count: word runs plus punctuation marks."""
     return sum(1 for _ in TOKEN_RE.finditer(text))
+
+
+MAX_TITLE_CHARS = 120
+
+
+def cap_title(title: str, *, limit: int = MAX_TITLE_CHARS) -> str:
+    """`title` cut to at most `limit` characters at a word boundary, `…` marking the cut (a
+    one-line file's first line is its title: a 50 MB line must not become one)."""
+    if len(title) <= limit:
+        return title
+    cut = " ".join(title[: 4 * limit].split())[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +137,7 @@ def chunk_document(document: dict[str, str], *, config: ChunkingConfig) -> list[
         title = document["title"]
         if heading and heading != title:
             title = f"{title} > {heading}" if title else heading
+        title = cap_title(title, limit=2 * MAX_TITLE_CHARS)  # document title > section heading
         for text in chunk_paragraphs(paragraphs, config=config):
             if count_tokens(text) >= config.min_tokens:
                 passages.append(

@@ -16,6 +16,7 @@ import inspect
 import io
 import json
 import logging
+import os
 import pathlib
 import pkgutil
 import re
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from vertjax import errors
+from vertjax.data.chunking import cap_title
 
 Document = dict[str, str]
 
@@ -221,11 +223,12 @@ def _rst_inline(text: str) -> str:
 
 
 def markdown_title(text: str, default: str) -> str:
-    """The first `# ` heading of a Markdown/plain text, else its first non-empty line, else `default`."""
+    """The first `# ` heading of a Markdown/plain text, else its first non-empty line, else
+    `default`; at most `chunking.MAX_TITLE_CHARS` characters."""
     for line in text.splitlines():
         line = line.strip()
         if line:
-            return line.lstrip("#").strip() or default
+            return cap_title(line.lstrip("#").strip()) or default
     return default
 
 
@@ -299,12 +302,34 @@ def folder_documents(
     if not root.is_dir():
         raise errors.DataError("source folder not found", path=root)
     if patterns is None:
-        files = (p for p in root.rglob("*") if p.name.lower().endswith(TEXT_SUFFIXES))
+        files = (p for p in _walk(root) if p.name.lower().endswith(TEXT_SUFFIXES))
     else:
         files = (p for pattern in patterns for p in root.glob(pattern))
     for path in sorted(set(files)):
-        if path.is_file():
+        link = _symlink_under(root, path)
+        if link is not None:
+            logger.warning("skipping %s: %s is a symbolic link (not followed)", path, link)
+        elif path.is_file():
             yield from file_documents(path, doc_id=path.relative_to(root).as_posix(), strict=strict)
+
+
+def _walk(root: pathlib.Path) -> Iterator[pathlib.Path]:
+    """Every entry under `root`, without descending into symlinked folders."""
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = pathlib.Path(folder)
+        yield from (base / name for name in names)
+        yield from (base / name for name in dirs if (base / name).is_symlink())
+
+
+def _symlink_under(root: pathlib.Path, path: pathlib.Path) -> pathlib.Path | None:
+    """The first symbolic link on the way from `root` (exclusive) to `path`, if any: a link in a
+    source folder may point anywhere (`/etc/os-release`), so its target is never read."""
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -483,6 +483,11 @@ def verify_pack(pack_dir: str | os.PathLike) -> dict[str, Any]:
     """Checks every file's sha256 against the manifest; returns the manifest."""
     manifest = read_manifest(pack_dir)
     for file_name, info in manifest.get("files", {}).items():
+        if not io_utils.contained_name(file_name):
+            raise errors.DataError(
+                f"manifest.json names {str(file_name)[:100]!r}, outside the pack (refused)",
+                path=pack_dir,
+            )
         path = pathlib.Path(pack_dir) / file_name
         if not path.is_file():
             raise errors.DataError("file listed in manifest.json is missing", path=path)

@@ -47,6 +47,10 @@ def check_files(root: PathLike, files: Mapping[str, Mapping[str, Any]], *, verif
     """Checks that every manifest file exists with its size (and, if `verify`, its SHA-256)."""
     root = pathlib.Path(root)
     for name, record in files.items():
+        if not io_utils.contained_name(name):
+            raise errors.RetrievalIndexError(
+                f"{root}: the manifest names {str(name)[:100]!r}, outside the index (refused)"
+            )
         path = root / name
         if not path.is_file():
             raise errors.RetrievalIndexError(f"{path}: missing index file (rebuild the index)")
@@ -210,11 +214,9 @@ def passage_record(passage: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     pid = passage["id"]
     if not isinstance(pid, str | int) or isinstance(pid, bool) or str(pid) == "":
         raise errors.DataError(f"{where}: 'id' must be a non-empty string or integer")
-    return {
-        "id": str(pid),
-        "title": str(passage.get("title") or ""),
-        "text": str(passage.get("text") or ""),
-    }
+    if not isinstance(passage.get("text"), str):
+        raise errors.DataError(f"{where}: passage {str(pid)!r} needs a string 'text'")
+    return {"id": str(pid), "title": str(passage.get("title") or ""), "text": passage["text"]}
 
 
 def save_npy(path: pathlib.Path, array: np.ndarray) -> pathlib.Path:
