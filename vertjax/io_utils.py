@@ -87,9 +87,34 @@ def contained_name(name: Any) -> bool:
 
 
 def _umask() -> int:
+    """The process umask; read from /proc where it can be, since setting it to read it races
+    with other threads creating files."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def share_mode(path: PathLike) -> None:
+    """Gives `path` the mode `open`/`mkdir` would have (0644 / 0755 under umask 022).
+
+    `mkstemp`/`mkdtemp` make 0600/0700, and an artifact renamed into place from one keeps that,
+    unreadable to the group sharing it. For private output, run with `umask 077`.
+    """
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
+
+
+def make_temp_dir(*, parent: PathLike, prefix: str) -> pathlib.Path:
+    """`tempfile.mkdtemp` in `parent` with the ordinary directory mode (see `share_mode`)."""
+    path = pathlib.Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    share_mode(path)
+    return path
 
 
 def write_jsonl(path: PathLike, records: Iterable[dict[str, Any]]) -> int:

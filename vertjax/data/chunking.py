@@ -22,6 +22,7 @@ from vertjax import errors
 # too), so a chunk of `max_tokens` tokens stays short even over a line without spaces.
 MAX_WORD_CHARS = 64
 TOKEN_RE = re.compile(rf"\w{{1,{MAX_WORD_CHARS}}}|[^\w\s]")
+TOKENIZER = f"approx: \\w{{1,{MAX_WORD_CHARS}}} runs + punctuation"  # as packs record it
 SPLITS = ("train", "validation", "test")
 
 

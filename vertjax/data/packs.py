@@ -393,7 +393,9 @@ def build_pack(
     }
     near_dups = chunking.NearDuplicateFilter(threshold=dedup_threshold)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building."))
+    for left in out.parent.glob(f".{out.name}.building.*"):  # a killed build's
+        shutil.rmtree(left, ignore_errors=True)
+    tmp = io_utils.make_temp_dir(parent=out.parent, prefix=f".{out.name}.building.")
     try:
         files = {s: (tmp / f"{s}.jsonl").open("w", encoding="utf-8") for s in chunking.SPLITS}
         try:
@@ -430,12 +432,13 @@ def build_pack(
         manifest = {
             "pack": name,
             "description": pack.description,
-            "source": str(ctx.source) if ctx.source is not None else pack.kind,
+            # the folder's name, not its path: a manifest travels with the pack
+            "source": ctx.source.name if ctx.source is not None else pack.kind,
             "version": pack.version(ctx),
             "license": pack.license,
             "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "chunking": dataclasses.asdict(config)
-            | {"dedup_threshold": dedup_threshold, "tokenizer": "approx: \\w+ runs + punctuation"},
+            | {"dedup_threshold": dedup_threshold, "tokenizer": chunking.TOKENIZER},
             "split_fractions": {"validation": validation_fraction, "test": test_fraction},
             "counts": {
                 "documents": counts["documents"],

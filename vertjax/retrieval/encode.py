@@ -301,6 +301,26 @@ def check_index_dir(out: pathlib.Path) -> None:
         )
 
 
+# What a killed build leaves in the index folder: `BM25Index.save`'s and `_save_scann`'s temp
+# folders and the temp files of atomic writes.
+_TEMPORARIES = (".bm25.*", ".scann.*", ".*.tmp")
+
+
+def remove_build_temporaries(out: pathlib.Path) -> list[pathlib.Path]:
+    """Deletes what an interrupted build left in `out` (see `_TEMPORARIES`); returns it."""
+    import shutil
+
+    if not out.is_dir():
+        return []
+    found = sorted({p for pattern in _TEMPORARIES for p in out.glob(pattern)})
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
 def build_index(
     *,
     passages: PathLike,
@@ -338,6 +358,7 @@ def build_index(
         source=source, retriever=retriever, vocab=vocab, passage_length=passage_length
     )
     check_index_dir(out)
+    remove_build_temporaries(out)
     summary: dict[str, Any] = {"out": str(out), **record}
     if _already_built(out, record, method=method, bm25=bm25):
         return {**summary, "status": "already built"}
@@ -386,5 +407,6 @@ def build_index(
         summary.update(method=method, dimension=dense.dimension, params=dense.params)
     if bm25:
         bm25_lib.BM25Index.build(passage_store).save(out)
+        io_utils.share_mode(out / bm25_lib.BM25_DIR)  # BM25Index.save's mkdtemp makes it 0700
     summary["status"] = "built"
     return summary

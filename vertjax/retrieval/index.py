@@ -19,7 +19,6 @@ import math
 import os
 import pathlib
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from vertjax.retrieval import store
 from vertjax.retrieval.types import Hit
 
 MANIFEST_FILE = "manifest.json"
+SCANN_TEMP_PREFIX = ".scann."  # a killed save leaves one; the next `index build` removes it
 SCANN_DIR = "scann"
 FORMAT = "vertjax-dense-index"
 VERSION = 1
@@ -443,7 +443,7 @@ def _build_scann(embeddings: np.ndarray, params: Mapping[str, Any]) -> Any:
 
 def _save_scann(searcher: Any, directory: pathlib.Path) -> dict[str, dict[str, Any]]:
     """Serialises into a temp dir with relative asset paths, then swaps it in as `scann/`."""
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=directory, prefix=".scann."))
+    tmp = io_utils.make_temp_dir(parent=directory, prefix=SCANN_TEMP_PREFIX)
     try:
         searcher.serialize(os.fspath(tmp), relative_path=True)
         records = {f"{SCANN_DIR}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())}

@@ -106,6 +106,7 @@ class PassageStore:
         seen: set[str] = set()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            io_utils.share_mode(tmp)
             with os.fdopen(fd, "wb") as f:
                 for row, passage in enumerate(passages):
                     record = passage_record(passage, where=f"passage {row}")
@@ -224,6 +225,7 @@ def save_npy(path: pathlib.Path, array: np.ndarray) -> pathlib.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        io_utils.share_mode(tmp)
         with os.fdopen(fd, "wb") as f:
             np.save(f, array, allow_pickle=False)
             f.flush()
