@@ -1,0 +1,57 @@
+"""The hand-written lay-language question set (tests/data/retrieval_lay_questions.jsonl).
+
+Each question describes a need in everyday words about the embedded python-stdlib pack's docs,
+avoiding the answering passage's key terms; its `answers` are phrases of that passage. These
+checks keep the file usable by `vertjax eval retrieval` and answerable from the pack as built.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from vertjax.data import packs
+from vertjax.eval import retrieval_metrics
+
+LAY = pathlib.Path(__file__).parents[1] / "data" / "retrieval_lay_questions.jsonl"
+
+
+@pytest.fixture(scope="module")
+def stdlib_passages(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("pack") / "python-stdlib"
+    packs.build_pack("python-stdlib", out)
+    return [
+        json.loads(line)
+        for split in ("train", "validation", "test")
+        for line in (out / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def _records() -> list[dict]:
+    return [json.loads(line) for line in LAY.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_set_loads_as_answer_questions_with_unique_ids():
+    questions = retrieval_metrics.load_questions(LAY)
+    assert len(questions) >= 60
+    assert len({q.id for q in questions}) == len(questions)
+    assert len({q.question.lower() for q in questions}) == len(questions)
+    assert all(q.answers and q.positive_ids is None for q in questions)
+
+
+def test_questions_avoid_the_name_of_what_they_ask_about():
+    for record in _records():
+        name = record["about"].rsplit(".", 1)[-1].lower()
+        assert name not in record["question"].lower(), record
+
+
+def test_every_answer_identifies_one_to_three_passages_of_the_pack(stdlib_passages):
+    for question in retrieval_metrics.load_questions(LAY):
+        found = [
+            p["id"]
+            for p in stdlib_passages
+            if retrieval_metrics.has_answer(p["text"], question.answers or ())
+        ]
+        assert 1 <= len(found) <= 3, (question.id, question.question, len(found))
