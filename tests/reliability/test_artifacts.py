@@ -74,3 +74,17 @@ def test_pack_has_ordinary_modes_no_absolute_source_and_cleans_a_killed_build(tm
     assert manifest["source"] == "my_docs" and str(tmp_path) not in json.dumps(manifest)
     assert not killed.exists()
     assert _modes(out) == _expected(out, umask)
+
+
+def test_data_build_refuses_an_out_that_is_an_index(tmp_path, capsys):
+    """A dense index has a manifest.json too: `data build --out INDEX` replaced the index."""
+    index = tmp_path / "index"
+    DenseIndex.build(np.eye(3, dtype=np.float32), method="brute").save(index)
+    before = {p.name: p.read_bytes() for p in index.iterdir()}
+    source = tmp_path / "docs"
+    source.mkdir()
+    (source / "a.md").write_text("# A\n\n" + " ".join(f"w{i}" for i in range(80)), "utf-8")
+    argv = ["data", "build", "folder", "--source", str(source), "--out", str(index)]
+    assert cli.main(argv) == 2
+    assert "holds no data pack" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in index.iterdir()} == before

@@ -371,10 +371,7 @@ def build_pack(
     chunking.split_of("", validation_fraction=validation_fraction, test_fraction=test_fraction)
     pack = get_pack(name)
     out = pathlib.Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise errors.DataError(
-            "output folder exists, is not empty and holds no pack; choose another --out", path=out
-        )
+    _check_out(out)
     ctx = BuildContext(
         source=pathlib.Path(source) if source is not None else None,
         cache_dir=pathlib.Path(cache) if cache is not None else cache_dir(),
@@ -458,6 +455,27 @@ def build_pack(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _check_out(out: pathlib.Path) -> None:
+    """Refuses an `--out` that holds anything but an earlier pack build, which is replaced whole:
+    a dense index has a `manifest.json` too, and must not be taken for a pack and deleted."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise errors.DataError("output path exists and is not a folder", path=out)
+    if not any(out.iterdir()):
+        return
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or "pack" not in manifest:
+        raise errors.DataError(
+            "output folder exists, is not empty and holds no data pack (an index? a run?);"
+            " choose another --out",
+            path=out,
+        )
 
 
 def _replace_dir(new: pathlib.Path, out: pathlib.Path) -> None:
