@@ -390,8 +390,9 @@ def build_pack(
     }
     near_dups = chunking.NearDuplicateFilter(threshold=dedup_threshold)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for left in out.parent.glob(f".{out.name}.building.*"):  # a killed build's
-        shutil.rmtree(left, ignore_errors=True)
+    for pattern in (f".{out.name}.building.*", f".{out.name}.old.*"):  # a killed build's
+        for left in out.parent.glob(pattern):
+            shutil.rmtree(left, ignore_errors=True)
     tmp = io_utils.make_temp_dir(parent=out.parent, prefix=f".{out.name}.building.")
     try:
         files = {s: (tmp / f"{s}.jsonl").open("w", encoding="utf-8") for s in chunking.SPLITS}
