@@ -200,3 +200,29 @@ def test_learnable_logit_scale_trains_and_the_config_round_trips(tmp_path):
     loaded, params = encoder.load_dual_encoder(str(tmp_path / "gtr"))
     assert loaded == model and result.losses[5] < result.losses[1]
     assert float(params[encoder.LOGIT_SCALE_PARAM]) != pytest.approx(np.log(20.0))
+
+
+def _t5_checkpoint(tmp_path, *, collapsed: bool):
+    params = encoder_decoder.EncoderDecoderModel(CONFIG).init_params(jax.random.key(1))
+    if collapsed:  # every token embedding dominated by one shared direction, as a T5 whose
+        # residual stream blew up in pretraining: the encoder then ignores its input
+        shared = jax.random.normal(jax.random.key(2), (CONFIG.emb_dim,))
+        table = params["token_embedder"]["embedding"]
+        params["token_embedder"]["embedding"] = table + 100.0 * shared
+    checkpoints.save_params(tmp_path, config=CONFIG, params=params)
+    return str(tmp_path)
+
+
+def test_starting_from_an_encoder_that_ignores_its_input_is_flagged(tmp_path, caplog):
+    model = encoder.DualEncoderModel(CONFIG, projection_dim=8)
+    abstract = model.abstract_params()
+    healthy = model.load_initial_params(
+        _t5_checkpoint(tmp_path / "ok", collapsed=False), abstract_params=abstract
+    )
+    assert model.pooled_cosine(healthy) < encoder.COLLAPSED_COSINE
+    assert "nearly the same pooled vector" not in caplog.text
+    collapsed = model.load_initial_params(
+        _t5_checkpoint(tmp_path / "bad", collapsed=True), abstract_params=abstract
+    )
+    assert model.pooled_cosine(collapsed) > encoder.COLLAPSED_COSINE
+    assert "nearly the same pooled vector" in caplog.text
