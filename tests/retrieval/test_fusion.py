@@ -128,3 +128,97 @@ def test_hybrid_over_real_bm25_and_dense_indexes(tmp_path):
         assert isinstance(retriever, Retriever)
         results = rm.run_retriever(retriever, questions, depth=3)
         assert rm.evaluate(questions, results)["recall@1"] == 1.0
+
+
+def _question(qid: str, positive: str):
+    from vertjax.eval import retrieval_metrics as rm
+
+    return rm.Question(id=qid, question=f"q{qid}", positive_ids=frozenset({positive}))
+
+
+def _ranked(*ids: str) -> list[Hit]:
+    return hits(*((pid, 10.0 - i) for i, pid in enumerate(ids)))
+
+
+FILLER = [f"x{i}" for i in range(6)]
+# Question 0: BM25 has the answer first, dense 7th; question 1: the reverse; question 2: both have
+# it 4th and 5th, so only fusion brings it into the top 3.
+SWEEP_QUESTIONS = [_question("0", "p0"), _question("1", "p1"), _question("2", "p2")]
+SWEEP_LEXICAL = [_ranked("p0", *FILLER), _ranked(*FILLER, "p1"), _ranked(*FILLER[:3], "p2")]
+SWEEP_DENSE = [_ranked(*FILLER, "p0"), _ranked("p1", *FILLER), _ranked(*FILLER[3:], "y", "p2")]
+
+
+def test_sweep_endpoints_are_the_components_and_the_choice_never_loses():
+    from vertjax.eval import retrieval_metrics as rm
+    from vertjax.retrieval import fusion
+
+    rows = fusion.sweep(SWEEP_LEXICAL, SWEEP_DENSE, SWEEP_QUESTIONS, metric="recall@3")
+    by_weight = {r["dense_weight"]: r for r in rows}
+    for w, lists in ((0.0, SWEEP_LEXICAL), (1.0, SWEEP_DENSE)):
+        alone = rm.evaluate(SWEEP_QUESTIONS, lists)
+        assert by_weight[w]["recall@3"] == alone["recall@3"] == pytest.approx(1 / 3)
+    chosen = fusion.choose(rows, metric="recall@3")
+    assert chosen["kind"] == "hybrid" and 0.0 < chosen["dense_weight"] < 1.0
+    assert chosen["recall@3"] > max(by_weight[0.0]["recall@3"], by_weight[1.0]["recall@3"])
+
+
+def test_a_useless_dense_list_is_weighted_out():
+    from vertjax.retrieval import fusion
+
+    useless = [_ranked(*FILLER) for _ in SWEEP_QUESTIONS]
+    rows = fusion.sweep(SWEEP_LEXICAL, useless, SWEEP_QUESTIONS, metric="recall@1")
+    assert fusion.choose(rows, metric="recall@1") == {
+        "dense_weight": 0.0,
+        "kind": "bm25",
+        "recall@1": pytest.approx(1 / 3),
+        "mrr@10": rows[0]["mrr@10"],
+    }
+    rows = fusion.sweep(useless, SWEEP_DENSE, SWEEP_QUESTIONS, metric="recall@1", method="weighted")
+    assert fusion.choose(rows, metric="recall@1")["kind"] == "dense"
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        fusion.sweep(SWEEP_LEXICAL, SWEEP_DENSE, SWEEP_QUESTIONS, grid=[1.5])
+
+
+def test_tune_writes_the_choice_that_hybrid_and_auto_retrievers_open(
+    tmp_path, tiny_corpus_jsonl, tiny_vocab
+):
+    from conftest import make_retriever
+
+    from vertjax import errors, io_utils
+    from vertjax.retrieval import bm25, dense, encode, fusion
+
+    index = tmp_path / "index"
+    encode.build_index(
+        passages=tiny_corpus_jsonl,
+        out=index,
+        retriever=make_retriever(tmp_path / "gtr"),
+        vocab=tiny_vocab,
+        method="brute",
+        bm25=True,
+        passage_length=32,
+        question_length=32,
+        progress=False,
+    )
+    assert isinstance(dense.open_retriever(index, "auto"), bm25.BM25Index)  # untuned
+    records = list(io_utils.read_jsonl(tiny_corpus_jsonl))[:12]
+    questions = tmp_path / "validation.jsonl"
+    io_utils.write_jsonl(
+        questions,
+        [{"id": r["id"], "question": r["text"], "positive_ids": [r["id"]]} for r in records],
+    )
+    record = fusion.tune(index, questions=questions, metric="recall@1")
+    assert record == fusion.read_choice(index)
+    best = max(row["recall@1"] for row in record["sweep"])
+    assert record["chosen"]["recall@1"] == best
+    assert record["weights"] == [
+        1.0 - record["chosen"]["dense_weight"],
+        record["chosen"]["dense_weight"],
+    ]
+    hybrid = dense.open_retriever(index, "hybrid")
+    assert isinstance(hybrid, fusion.HybridRetriever) and hybrid.weights == record["weights"]
+    auto = dense.open_retriever(index, "auto")
+    expected = {"bm25": bm25.BM25Index, "dense": dense.DenseRetriever}
+    assert isinstance(auto, expected.get(record["kind"], fusion.HybridRetriever))
+    (index / fusion.FUSION_FILE).write_text("{", encoding="utf-8")
+    with pytest.raises(errors.RetrievalIndexError, match="corrupted"):
+        dense.open_retriever(index, "hybrid")

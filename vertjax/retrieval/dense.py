@@ -3,7 +3,8 @@
 `DenseRetriever` is `index.DenseRetriever` with its question encoder built from a checkpoint: the
 questions are tokenized with the retriever's vocab and embedded by its question tower (the shared
 tower for GTR). `open_retriever(index_dir, kind)` gives the `Retriever` that `vertjax retrieve`
-and `vertjax eval retrieval` use: "bm25", "dense" or "hybrid" (reciprocal-rank fusion of both).
+and `vertjax eval retrieval` use: "bm25", "dense", "hybrid" (fusion of both, weighted as tuned on
+validation questions) or "auto" (whichever of those the tuning measured best).
 """
 
 from __future__ import annotations
@@ -106,16 +107,36 @@ def read_retriever_file(index_dir: PathLike) -> dict[str, Any]:
 def open_retriever(
     index_dir: PathLike, kind: str, *, verify: bool = True, depth: int = 100
 ) -> Retriever:
-    """The "bm25", "dense" or "hybrid" (RRF of both, each `depth` deep) retriever of an index."""
+    """The "bm25", "dense", "hybrid" or "auto" retriever of an index.
+
+    "hybrid" fuses BM25 and dense (each `depth` deep) with the method and weights that
+    `fusion.tune` chose on validation questions (`fusion.json`), or equal-weight RRF if the index
+    was never tuned. "auto" opens the kind that tuning measured best; untuned, BM25 when the index
+    has one (it beat every untuned dense/hybrid we measured), else dense.
+    """
     from vertjax.retrieval import bm25, fusion
 
-    if kind not in KINDS:
-        raise errors.ConfigError(f"unknown retriever {kind!r}; use one of {KINDS}")
+    if kind not in (*KINDS, "auto"):
+        raise errors.ConfigError(f"unknown retriever {kind!r}; use one of {(*KINDS, 'auto')}")
+    choice = fusion.read_choice(index_dir)
+    if kind == "auto":
+        if choice is not None:
+            kind = choice["kind"]
+        else:
+            has_bm25 = (pathlib.Path(index_dir) / bm25.BM25_DIR / bm25.MANIFEST_FILE).is_file()
+            kind = "bm25" if has_bm25 else "dense"
     if kind == "bm25":
         return bm25.BM25Index.load(index_dir, verify=verify)
     dense = DenseRetriever.load(index_dir, verify=verify)
     if kind == "dense":
         return dense
+    lexical = bm25.BM25Index.load(index_dir, verify=verify)
+    if choice is None:
+        return fusion.HybridRetriever([lexical, dense], depth=depth)
     return fusion.HybridRetriever(
-        [bm25.BM25Index.load(index_dir, verify=verify), dense], depth=depth
+        [lexical, dense],
+        method=choice["method"],
+        weights=choice["weights"],
+        rrf_k=float(choice.get("rrf_k", 60.0)),
+        depth=depth,
     )

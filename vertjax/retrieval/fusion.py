@@ -6,14 +6,25 @@
   score(d) = sum_i w_i * norm_i(d); a passage absent from a list contributes 0 from it.
 
 Passages are matched by `Hit.id`; ties are broken by first appearance (list order, then rank).
+
+`tune` chooses the dense weight of a BM25 + dense hybrid on validation questions (a sweep that
+includes BM25 alone and dense alone, so the choice never loses to either on them) and records it
+in the index dir's `fusion.json`, which `dense.open_retriever` applies.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from vertjax import errors, io_utils
 from vertjax.retrieval.types import Hit, Retriever
+
+PathLike = str | os.PathLike
 
 FUSION_METHODS = ("rrf", "weighted")
 
@@ -117,3 +128,125 @@ class HybridRetriever:
             else:
                 fused.append(weighted_score_fusion(lists, k=k, weights=self.weights))
         return fused
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing the fusion weight on validation questions
+# ----------------------------------------------------------------------------------------------
+
+FUSION_FILE = "fusion.json"
+DEFAULT_GRID = tuple(i / 10 for i in range(11))
+
+
+def sweep(
+    lexical: Sequence[Sequence[Hit]],
+    dense: Sequence[Sequence[Hit]],
+    questions: Sequence[Any],
+    *,
+    grid: Sequence[float] = DEFAULT_GRID,
+    method: str = "rrf",
+    rrf_k: float = 60.0,
+    metric: str = "recall@5",
+) -> list[dict[str, float]]:
+    """`metric` (and MRR@10) of the fusion of two ranked lists per question, for each dense weight.
+
+    Dense weight w fuses with weights `(1 - w, w)`: w = 0 ranks exactly as the lexical list and
+    w = 1 as the dense list (RRF and min-max fusion both), so the sweep always contains both
+    components and its best point is never below either of them on these questions.
+    """
+    from vertjax.eval import retrieval_metrics
+
+    if method not in FUSION_METHODS:
+        raise ValueError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
+    rows = []
+    for w in grid:
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"dense weights must lie in [0, 1], got {w}")
+        fused = []
+        for lex, den in zip(lexical, dense, strict=True):
+            if w == 0.0 or w == 1.0:  # exactly one component (ties would reorder the fusion)
+                fused.append(list(den if w == 1.0 else lex))
+            elif method == "rrf":
+                fused.append(reciprocal_rank_fusion([lex, den], rrf_k=rrf_k, weights=[1 - w, w]))
+            else:
+                fused.append(weighted_score_fusion([lex, den], weights=[1 - w, w]))
+        scores = retrieval_metrics.evaluate(questions, fused)
+        rows.append({"dense_weight": float(w), metric: scores[metric], "mrr@10": scores["mrr@10"]})
+    return rows
+
+
+def choose(rows: Sequence[Mapping[str, float]], *, metric: str = "recall@5") -> dict[str, Any]:
+    """The sweep row with the best `metric`, then MRR@10; among equals a single retriever (w = 0
+    or 1: cheaper, nothing to mis-weight) wins, then the smaller dense weight. Also returns the
+    retriever kind it amounts to ("bm25", "dense" or "hybrid")."""
+
+    def key(row: Mapping[str, float]) -> tuple[float, float, bool, float]:
+        w = row["dense_weight"]
+        return (row[metric], row["mrr@10"], w in (0.0, 1.0), -w)
+
+    best = max(rows, key=key)
+    w = best["dense_weight"]
+    kind = "bm25" if w == 0.0 else "dense" if w == 1.0 else "hybrid"
+    return {"dense_weight": w, "kind": kind, metric: best[metric], "mrr@10": best["mrr@10"]}
+
+
+def tune(
+    index_dir: PathLike,
+    *,
+    questions: PathLike,
+    grid: Sequence[float] = DEFAULT_GRID,
+    method: str = "rrf",
+    rrf_k: float = 60.0,
+    metric: str = "recall@5",
+    depth: int = 100,
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Chooses the dense weight of an index's hybrid on validation `questions`, writes it to
+    `<index>/fusion.json` (read by `dense.open_retriever`) and returns that record.
+
+    Use questions held apart from every test set: the choice is fitted to them. The record's
+    `kind` is the best of bm25 / dense / hybrid on them ("auto" retrievers open that one).
+    """
+    from vertjax.eval import retrieval_metrics
+    from vertjax.retrieval import bm25, dense
+
+    labelled = retrieval_metrics.load_questions(questions)
+    lexical = retrieval_metrics.run_retriever(
+        bm25.BM25Index.load(index_dir, verify=verify), labelled, depth=depth
+    )
+    embedded = retrieval_metrics.run_retriever(
+        dense.DenseRetriever.load(index_dir, verify=verify), labelled, depth=depth
+    )
+    rows = sweep(lexical, embedded, labelled, grid=grid, method=method, rrf_k=rrf_k, metric=metric)
+    chosen = choose(rows, metric=metric)
+    record = {
+        "method": method,
+        "rrf_k": rrf_k,
+        "weights": [1.0 - chosen["dense_weight"], chosen["dense_weight"]],
+        "kind": chosen["kind"],
+        "metric": metric,
+        "chosen": chosen,
+        "sweep": rows,
+        "questions": str(questions),
+        "num_questions": len(labelled),
+    }
+    io_utils.atomic_write_json(pathlib.Path(index_dir) / FUSION_FILE, record)
+    return record
+
+
+def read_choice(index_dir: PathLike) -> dict[str, Any] | None:
+    """The `fusion.json` that `tune` wrote into an index dir, or None when it was never tuned."""
+    path = pathlib.Path(index_dir) / FUSION_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        weights = [float(w) for w in record["weights"]]
+        method, kind = record["method"], record["kind"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise errors.RetrievalIndexError(
+            f"{path}: corrupted ({e}); rerun the fusion tuning"
+        ) from None
+    if len(weights) != 2 or method not in FUSION_METHODS or kind not in ("bm25", "dense", "hybrid"):
+        raise errors.RetrievalIndexError(f"{path}: unexpected weights/method/kind; rerun tuning")
+    return {**record, "weights": weights}
