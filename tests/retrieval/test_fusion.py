@@ -168,6 +168,7 @@ def test_a_useless_dense_list_is_weighted_out():
     useless = [_ranked(*FILLER) for _ in SWEEP_QUESTIONS]
     rows = fusion.sweep(SWEEP_LEXICAL, useless, SWEEP_QUESTIONS, metric="recall@1")
     assert fusion.choose(rows, metric="recall@1") == {
+        "method": "rrf",
         "dense_weight": 0.0,
         "kind": "bm25",
         "recall@1": pytest.approx(1 / 3),
@@ -175,6 +176,7 @@ def test_a_useless_dense_list_is_weighted_out():
     }
     rows = fusion.sweep(useless, SWEEP_DENSE, SWEEP_QUESTIONS, metric="recall@1", method="weighted")
     assert fusion.choose(rows, metric="recall@1")["kind"] == "dense"
+    assert fusion.choose(rows, metric="recall@1")["method"] == "weighted"
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         fusion.sweep(SWEEP_LEXICAL, SWEEP_DENSE, SWEEP_QUESTIONS, grid=[1.5])
 
@@ -208,6 +210,8 @@ def test_tune_writes_the_choice_that_hybrid_and_auto_retrievers_open(
     )
     record = fusion.tune(index, questions=questions, metric="recall@1")
     assert record == fusion.read_choice(index)
+    assert {row["method"] for row in record["sweep"]} == set(fusion.FUSION_METHODS)
+    assert record["method"] == record["chosen"]["method"]
     best = max(row["recall@1"] for row in record["sweep"])
     assert record["chosen"]["recall@1"] == best
     assert record["weights"] == [
@@ -216,6 +220,7 @@ def test_tune_writes_the_choice_that_hybrid_and_auto_retrievers_open(
     ]
     hybrid = dense.open_retriever(index, "hybrid")
     assert isinstance(hybrid, fusion.HybridRetriever) and hybrid.weights == record["weights"]
+    assert hybrid.method == record["method"]
     auto = dense.open_retriever(index, "auto")
     expected = {"bm25": bm25.BM25Index, "dense": dense.DenseRetriever}
     assert isinstance(auto, expected.get(record["kind"], fusion.HybridRetriever))
