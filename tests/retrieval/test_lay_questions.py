@@ -55,3 +55,11 @@ def test_every_answer_identifies_one_to_three_passages_of_the_pack(stdlib_passag
             if retrieval_metrics.has_answer(p["text"], question.answers or ())
         ]
         assert 1 <= len(found) <= 3, (question.id, question.question, len(found))
+
+
+def test_one_line_api_docstrings_are_passages(stdlib_passages):
+    """Short docstrings of C-implemented functions (math.gcd: "Greatest Common Divisor.") count
+    their signature heading towards the pack's minimum passage length, so they are retrievable."""
+    titles = {p["title"] for p in stdlib_passages}
+    for title in ("math module > math.gcd(*integers)", "math module > math.sqrt(x, /)"):
+        assert title in titles

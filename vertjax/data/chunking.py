@@ -139,8 +139,12 @@ def chunk_document(document: dict[str, str], *, config: ChunkingConfig) -> list[
         if heading and heading != title:
             title = f"{title} > {heading}" if title else heading
         title = cap_title(title, limit=2 * MAX_TITLE_CHARS)  # document title > section heading
+        # The heading joins the passage's title (and what is indexed), so it counts towards
+        # min_tokens: a one-line API docstring under its signature ("math.gcd(*integers)" /
+        # "Greatest Common Divisor.") is a real passage, not a stray heading.
+        heading_tokens = count_tokens(heading) if heading else 0
         for text in chunk_paragraphs(paragraphs, config=config):
-            if count_tokens(text) >= config.min_tokens:
+            if count_tokens(text) + heading_tokens >= config.min_tokens:
                 passages.append(
                     {
                         "id": passage_id(document["doc_id"], index),
