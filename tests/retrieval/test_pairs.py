@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vertjax import errors, io_utils
-from vertjax.retrieval import pairs
+from vertjax.retrieval import encode, pairs
 
 
 def test_inverse_cloze_removes_the_question_sentence_unless_kept():
@@ -150,3 +150,31 @@ def test_bad_configuration_is_a_config_error(source_kwargs):
         next(pairs.PairsDataSource(**{**source_kwargs, "model_vocab_size": 10}).iterator())
     with pytest.raises(errors.ConfigError, match="divisible"):
         next(pairs.PairsDataSource(**source_kwargs).iterator(num_shards=3))
+
+
+def test_lay_paraphrase_drops_code_and_swaps_words_for_synonyms():
+    rng = np.random.default_rng(0)
+    synonyms = {"delete": ["erase"], "directory": ["folder"], "tree": ["hierarchy"]}
+    text = "Recursively delete a directory tree with `shutil.rmtree(path)` <now>.\n\nMore text."
+    question = pairs.lay_paraphrase(text, rng, synonyms=synonyms, replace_probability=1.0)
+    assert question == "Recursively erase a folder hierarchy with now"
+    kept = pairs.lay_paraphrase(text, rng, synonyms=synonyms, replace_probability=0.0)
+    assert kept == "Recursively delete a directory tree with now"
+    assert pairs.lay_paraphrase("os.path.join(a, b) x.", rng, synonyms=synonyms) is None
+
+
+def test_lay_objective_pairs_a_paraphrase_with_its_whole_passage(source_kwargs):
+    synonyms = {"the": ["thee"], "passage": ["text"]}
+    source = pairs.PairsDataSource(
+        **{**source_kwargs, "objectives": {"lay": 1.0}, "lay_synonyms": synonyms}
+    )
+    questions, passages = source.global_batch(0)
+    rows = source._permutation(0)[:8]
+    for row, question, passage in zip(rows, questions, passages, strict=True):
+        record = source.corpus.passages[int(row)]
+        assert passage == encode.passage_text(record)
+        assert source.example(int(row), 0)[0] == "lay"
+        first = pairs.sentences(record["text"])[0].rstrip(".").split()
+        swapped = [(a, b) for a, b in zip(first, question.split(), strict=True) if a != b]
+        assert all(synonyms.get(a.lower()) == [b] for a, b in swapped), swapped
+    assert any(" thee " in f" {q} " for q in questions)  # "the" was swapped somewhere

@@ -5,6 +5,9 @@ Pairs (question, positive passage) come from the corpus itself or from labelled 
   passage without it (kept in with probability `ict_keep_probability`) the positive;
 - independent cropping (Contriever, Izacard et al. 2021): two random word spans of one passage
   (each 10-50% of it by default) are the question and the positive;
+- lay paraphrase: the passage's first sentence without its code (names, calls, operators) and with
+  each content word replaced, where WordNet has one, by a synonym of its most frequent sense, so
+  the question describes the need without the manual's exact terms;
 - labelled JSONL: `{question, passage_id}`, `{question, positive_ids}` (e.g. Self-QA's
   `questions.jsonl`) or Self-QA instructions `{instruction, meta: {passage_id}}`.
 
@@ -38,8 +41,11 @@ from vertjax.retrieval import encode
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-OBJECTIVES = ("ict", "crop", "labelled")
+OBJECTIVES = ("ict", "crop", "labelled", "lay")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+# Code in a sentence: dotted/underscored names, calls, backticked or starred spans, operators.
+_CODE = re.compile(r"`[^`]*`|\*[^*]*\*|\w+(?:\.\w+)+|\w*_\w*|\w+\([^)]*\)|[<>=\[\]{}()~^|%$#@\\/]")
+_WORD = re.compile(r"[A-Za-z]+|[^A-Za-z\s]+")
 
 
 def normalize(text: str) -> str:
@@ -89,6 +95,37 @@ def independent_crops(
         start = int(rng.integers(len(words) - length + 1))
         spans.append(" ".join(words[start : start + length]))
     return spans[0], spans[1]
+
+
+def lay_paraphrase(
+    text: str,
+    rng: np.random.Generator,
+    *,
+    synonyms: Mapping[str, Sequence[str]],
+    replace_probability: float = 0.8,
+    min_words: int = 4,
+) -> str | None:
+    """A lay-style question from a passage's first sentence (Self-QA-like, offline), or None.
+
+    Code is removed (dotted names, calls, backticks, operators), and each word with a synonym in
+    `synonyms` (word -> replacements, e.g. `consistency.lexicon.synonyms()`: WordNet's first
+    sense) is swapped with probability `replace_probability` for a randomly drawn one.
+    """
+    parts = sentences(text)
+    if not parts:
+        return None
+    plain = " ".join(_CODE.sub(" ", parts[0]).split())
+    words = [w for w in _WORD.findall(plain) if w.isalnum()]
+    if len(words) < min_words:
+        return None
+    out = []
+    for word in words:
+        options = synonyms.get(word.lower(), ()) if len(word) > 2 else ()
+        if options and rng.random() < replace_probability:
+            out.append(str(options[int(rng.integers(len(options)))]).replace("_", " "))
+        else:
+            out.append(word)
+    return " ".join(out)
 
 
 def held_out_ids(paths: Sequence[PathLike]) -> set[str]:
@@ -211,9 +248,11 @@ class _Corpus:
 
 def feasible_objectives(text: str, *, has_labels: bool) -> tuple[str, ...]:
     """The objectives that can make a pair from a passage (ICT needs two sentences, cropping
-    eight words, "labelled" a labelled question)."""
+    eight words, "labelled" a labelled question, "lay" a first sentence of four plain words)."""
     parts = sentences(text)
     found = []
+    if parts and sum(w.isalpha() for w in _WORD.findall(_CODE.sub(" ", parts[0]))) >= 4:
+        found.append("lay")
     if len(parts) >= 2 and any(len(s.split()) >= 4 for s in parts):
         found.append("ict")
     if len(text.split()) >= 8:
@@ -237,6 +276,8 @@ class PairsDataSource:
       hard_negatives: BM25-mined negatives per question (n); passages of the positive's document
         and the batch's positives are skipped.
       model_vocab_size: the model's embedding rows, checked against the vocab when given.
+      lay_synonyms: word -> synonyms for the "lay" objective (default: WordNet's first sense,
+        `consistency.lexicon.synonyms()`, empty where WordNet is not installed).
     """
 
     passages: str
@@ -256,6 +297,7 @@ class PairsDataSource:
     crop_min_ratio: float = 0.1
     crop_max_ratio: float = 0.5
     model_vocab_size: int | None = None
+    lay_synonyms: Mapping[str, Sequence[str]] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.objectives) - set(OBJECTIVES))
@@ -282,6 +324,14 @@ class PairsDataSource:
                 f"{self.model_vocab_size} (set VOCAB_SIZE)"
             )
         return vocabulary
+
+    @functools.cached_property
+    def _synonyms(self) -> Mapping[str, Sequence[str]]:
+        if self.lay_synonyms is not None:
+            return self.lay_synonyms
+        from vertjax.consistency import lexicon  # WordNet reader (same layer, read-only)
+
+        return lexicon.synonyms()
 
     @functools.cached_property
     def corpus(self) -> _Corpus:
@@ -334,6 +384,10 @@ class PairsDataSource:
         if name == "labelled":
             questions = corpus.labelled[row]
             return name, questions[int(rng.integers(len(questions)))], encode.passage_text(passage)
+        if name == "lay":
+            question = lay_paraphrase(passage["text"], rng, synonyms=self._synonyms)
+            assert question is not None, (name, row)  # feasible_objectives checked the passage
+            return name, question, encode.passage_text(passage)
         if name == "ict":
             pair = inverse_cloze(passage["text"], rng, keep_probability=self.ict_keep_probability)
         else:
