@@ -195,3 +195,45 @@ def test_nli_training_refuses_to_trim_labels(tmp_path, tiny_vocab, tiny_corpus_r
         config.iterator()
     batch = next(config.replace(task_feature_lengths={"inputs": 64, "targets": 16}).iterator())
     assert batch["decoder_target_tokens"].shape == (2, 16)
+
+
+def test_scorer_reads_a_classifier_run(tmp_path, tiny_vocab):
+    from vertjax.consistency import classifier_data
+    from vertjax.models import nli_classifier
+
+    vocabulary = vocab_lib.load_vocab(tiny_vocab)
+    model = nli_classifier.NLIClassifierModel(
+        tiny_t5_config(vocabulary.vocab_size), hidden_dim=16
+    )
+    params = model.init_params(jax.random.key(1))
+    checkpoints.save_params(tmp_path / "clf", config=model.config, params=params)
+    model.save_config(str(tmp_path / "clf"))
+    scorer = nli.Scorer(
+        tmp_path / "clf", tiny_vocab, max_premise_tokens=24, window_stride=12, batch_size=4
+    )
+    assert scorer.is_classifier and scorer.labels == nli_data.NLI_LABELS
+    premises = ["The cache flushes the page.", LONG_PREMISE]
+    hypotheses = ["The page is flushed.", "The index stores pages."]
+    predictions = scorer.predict(premises, hypotheses)
+    expected = np.exp(
+        np.asarray(
+            model.log_probs(
+                params,
+                {
+                    "hypothesis_tokens": classifier_data.tokenize(
+                        vocabulary, hypotheses[:1], length=129
+                    ),
+                    "premise_tokens": classifier_data.tokenize(
+                        vocabulary, premises[:1], length=25
+                    ),
+                },
+            )
+        )
+    )[0]
+    np.testing.assert_allclose(
+        [predictions[0].probabilities[label] for label in nli_data.NLI_LABELS], expected, rtol=1e-4
+    )
+    windows = scorer.premise_windows(LONG_PREMISE)
+    assert len(windows) > 1
+    best = max(scorer([w], hypotheses[1:])[0] for w in windows)
+    assert predictions[1].p_entailment == pytest.approx(best, rel=1e-5)

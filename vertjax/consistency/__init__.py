@@ -46,31 +46,38 @@ def demo_stage(
     out_dir: str | pathlib.Path,
     pack_dir: str | pathlib.Path,
     vocab_dir: str | pathlib.Path,
-    train_steps: int = 500,
+    mode: str = "classifier",
+    train_steps: int = 400,
     batch_size: int = 32,
     inputs_length: int = 160,
     premise_sentences: int = 2,
     per_passage: int = 2,
-    learning_rate: float = 0.003,
+    learning_rate: float | None = None,
     seed: int = 0,
     initial_checkpoint_path: str | None = None,
 ) -> dict[str, Any]:
     """Synthesises NLI data, trains the tiny NLI T5 and evaluates it; resumes on a rerun.
 
+    `mode` is "classifier" (T5 encoder + alignment head, `models.nli_classifier`: learns at this
+    scale) or "seq2seq" (TRUE's text-to-text label scoring: stays near chance at this budget).
     `initial_checkpoint_path` starts from a pretrained tiny T5 of the same shape (the demo's
-    continued-pretraining run) instead of from scratch. The targets length is the longest label's
-    token count under this vocab (checked, never trimmed).
+    continued-pretraining run). In seq2seq mode the targets length is the longest label's token
+    count under this vocab (checked, never trimmed); `inputs_length` is the premise + hypothesis
+    budget in tokens either way.
 
     Returns `{run_dir, vocab_dir, data_dir, train_seconds, eval: {name: metrics summary}}`. Build
     a `nli.Scorer(run_dir, vocab_dir)` from it to check the demo's answers
     (`postprocess.postprocess_answer(..., predict=scorer.predict)`).
     """
     from vertjax import io_utils
-    from vertjax.consistency import metrics, nli, nli_data
+    from vertjax.consistency import classifier_data, metrics, nli, nli_data
     from vertjax.data import packs, pipeline, tasks
-    from vertjax.models import encoder_decoder, t5
+    from vertjax.data import vocab as vocab_lib
+    from vertjax.models import encoder_decoder, nli_classifier, t5
     from vertjax.train import checkpoints, data_config, optimizers, trainer
 
+    if mode not in ("classifier", "seq2seq"):
+        raise ValueError(f"mode must be 'classifier' or 'seq2seq', got {mode!r}")
     out_dir = pathlib.Path(out_dir)
     data_dir, run_dir = out_dir / "data", out_dir / "model"
     if not (data_dir / "test.jsonl").is_file():
@@ -81,17 +88,40 @@ def demo_stage(
             per_passage=per_passage,
         )
         nli_data.write_splits(splits, data_dir)
-    task = tasks.register_jsonl_task(
-        "demo_nli_consistency",
-        split_files={s: data_dir / f"{s}.jsonl" for s in ("train", "validation")},
-        vocab_path=vocab_dir,
-        kind="seq2seq",
-    )
-    vocabulary = pipeline.get_vocabulary(task.name)
-    targets_length = nli.check_label_length(
-        vocabulary, nli_data.NLI_LABELS, 8, vocab_path=vocab_dir
-    )
-    config = t5.tiny_config(vocabulary.vocab_size)
+    hypothesis_tokens = inputs_length // 4
+    premise_tokens = inputs_length - hypothesis_tokens
+    if mode == "classifier":
+        vocabulary = vocab_lib.load_vocab(vocab_dir)
+        model: Any = nli_classifier.NLIClassifierModel(t5.tiny_config(vocabulary.vocab_size))
+        train_data: Any = classifier_data.NLIPairsDataSource(
+            files=[data_dir / "train.jsonl"],
+            vocab=vocab_dir,
+            batch_size=batch_size,
+            hypothesis_length=hypothesis_tokens + 1,
+            premise_length=premise_tokens + 1,
+            seed=seed,
+        )
+        learning_rate = 0.001 if learning_rate is None else learning_rate
+    else:
+        task = tasks.register_jsonl_task(
+            "demo_nli_consistency",
+            split_files={s: data_dir / f"{s}.jsonl" for s in ("train", "validation")},
+            vocab_path=vocab_dir,
+            kind="seq2seq",
+        )
+        vocabulary = pipeline.get_vocabulary(task.name)
+        targets_length = nli.check_label_length(
+            vocabulary, nli_data.NLI_LABELS, 8, vocab_path=vocab_dir
+        )
+        model = encoder_decoder.EncoderDecoderModel(t5.tiny_config(vocabulary.vocab_size))
+        train_data = data_config.DatasetConfig(
+            mixture_or_task_name=task.name,
+            task_feature_lengths={"inputs": inputs_length, "targets": targets_length},
+            batch_size=batch_size,
+            seed=seed,
+            targets_must_fit=True,
+        )
+        learning_rate = 0.003 if learning_rate is None else learning_rate
     schedule = optimizers.warmup_cosine_schedule(
         peak_learning_rate=learning_rate,
         warmup_steps=max(1, train_steps // 10),
@@ -100,14 +130,8 @@ def demo_stage(
     start = time.perf_counter()
     trainer.train(
         model_dir=str(run_dir),
-        model=encoder_decoder.EncoderDecoderModel(config),
-        train_data=data_config.DatasetConfig(
-            mixture_or_task_name=task.name,
-            task_feature_lengths={"inputs": inputs_length, "targets": targets_length},
-            batch_size=batch_size,
-            seed=seed,
-            targets_must_fit=True,
-        ),
+        model=model,
+        train_data=train_data,
         optimizer=optimizers.adamw(learning_rate=schedule, weight_decay=0.0),
         learning_rate_fn=schedule,
         total_steps=train_steps,
@@ -121,9 +145,9 @@ def demo_stage(
     scorer = nli.Scorer(
         run_dir,
         vocab_dir,
-        max_premise_tokens=inputs_length * 3 // 4,
-        window_stride=inputs_length // 2,
-        max_hypothesis_tokens=inputs_length // 4 - 8,
+        max_premise_tokens=premise_tokens,
+        window_stride=premise_tokens // 2,
+        max_hypothesis_tokens=hypothesis_tokens,
     )
     summary = {}
     for name, path in (("synth_test", data_dir / "test.jsonl"), *CLAIM_SETS.items()):
@@ -150,6 +174,7 @@ def demo_stage(
         "run_dir": str(run_dir),
         "vocab_dir": str(vocab_dir),
         "data_dir": str(data_dir),
+        "mode": mode,
         "train_steps": train_steps,
         "train_seconds": seconds,
         "eval": summary,

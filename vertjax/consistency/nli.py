@@ -91,13 +91,21 @@ class Scorer:
         max_hypothesis_tokens: int = 128,
         batch_size: int = 48,
     ):
-        from vertjax.models import encoder_decoder
+        from vertjax.models import encoder_decoder, nli_classifier
 
-        loaded = encoder_decoder.load_pretrained(checkpoint_dir, vocab_path)
+        if nli_classifier.is_classifier_run(checkpoint_dir):
+            from vertjax.data import vocab as vocab_lib
+
+            model, params = nli_classifier.load_classifier(str(checkpoint_dir))
+            vocabulary = vocab_lib.load_vocab(vocab_path)
+            labels = model.labels  # the classifier's own label set
+        else:
+            loaded = encoder_decoder.load_pretrained(checkpoint_dir, vocab_path)
+            model, params, vocabulary = loaded.model, loaded.params, loaded.vocabulary
         self._setup(
-            model=loaded.model,
-            params=loaded.params,
-            vocabulary=loaded.vocabulary,
+            model=model,
+            params=params,
+            vocabulary=vocabulary,
             labels=labels,
             positive_label=positive_label,
             max_premise_tokens=max_premise_tokens,
@@ -148,6 +156,10 @@ class Scorer:
         self.labels, self.positive_label = labels, positive_label
         self.max_premise_tokens, self.window_stride = max_premise_tokens, window_stride
         self.max_hypothesis_tokens, self.batch_size = max_hypothesis_tokens, batch_size
+        self.is_classifier = hasattr(model, "log_probs")
+        if self.is_classifier:  # the T5-encoder classifier: one forward pass gives every label
+            self._log_probs_fn = jax.jit(model.log_probs)
+            return
         label_ids = label_token_ids(vocabulary, labels)
         width = max(len(ids) for ids in label_ids)
         self._targets = np.zeros((len(labels), width), np.int32)
@@ -201,20 +213,43 @@ class Scorer:
         scores = scores.reshape(len(inputs), num_labels)
         return scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
 
+    def classifier_log_probs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """log P(label) `[len(pairs), num_labels]` of (premise window, hypothesis) pairs."""
+        from vertjax.consistency import classifier_data
+
+        out = np.zeros((len(pairs), len(self.labels)), np.float32)
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = list(pairs[start : start + self.batch_size])
+            chunk += [chunk[-1]] * (self.batch_size - len(chunk))  # one compiled shape
+            batch = {
+                "hypothesis_tokens": classifier_data.tokenize(
+                    self.vocabulary, [h for _, h in chunk], length=self.max_hypothesis_tokens + 1
+                ),
+                "premise_tokens": classifier_data.tokenize(
+                    self.vocabulary, [p for p, _ in chunk], length=self.max_premise_tokens + 1
+                ),
+            }
+            rows = min(self.batch_size, len(pairs) - start)
+            out[start : start + rows] = np.asarray(self._log_probs_fn(self.params, batch))[:rows]
+        return out
+
     def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[Prediction]:
         """One `Prediction` per pair: the window with the highest P(positive label) decides."""
         if len(premises) != len(hypotheses):
             raise errors.ConfigError(
                 f"{len(premises)} premises but {len(hypotheses)} hypotheses: pass pairs"
             )
-        owners, inputs = [], []
+        owners, pairs = [], []
         for index, (premise, hypothesis) in enumerate(zip(premises, hypotheses, strict=True)):
             for window in self.premise_windows(premise):
                 owners.append(index)
-                inputs.append(self._encode(window, hypothesis))
-        if not inputs:
+                pairs.append((window, hypothesis))
+        if not pairs:
             return []
-        probs = np.exp(self.label_log_probs(inputs))
+        if self.is_classifier:
+            probs = np.exp(self.classifier_log_probs(pairs))
+        else:
+            probs = np.exp(self.label_log_probs([self._encode(p, h) for p, h in pairs]))
         positive = self.labels.index(self.positive_label)
         best: dict[int, np.ndarray] = {}
         for owner, row in zip(owners, probs, strict=True):

@@ -430,7 +430,9 @@ ADVERSARIAL_TRANSFORMS = frozenset(
 )
 
 
-def _entailed(claim: str, rng: random.Random, synonyms: Mapping[str, Sequence[str]]):
+def _entailed(
+    claim: str, rng: random.Random, synonyms: Mapping[str, Sequence[str]], paraphrase_rate: float
+):
     """(transform, text): verbatim-like variants, a dropped conjunct, reordering or a paraphrase."""
     options = entailed_variants(claim)
     for name, make in (
@@ -440,7 +442,7 @@ def _entailed(claim: str, rng: random.Random, synonyms: Mapping[str, Sequence[st
         text = make()
         if text:
             options.append((name, text))
-    if rng.random() < 0.4:
+    if rng.random() < paraphrase_rate:
         text, count = paraphrase.substitute_synonyms(claim, rng, synonyms, rate=0.6)
         if count:
             return "paraphrase", text
@@ -483,6 +485,7 @@ def synthesize(
     binary: bool = False,
     antonyms: Mapping[str, str] | None = None,
     synonyms: Mapping[str, Sequence[str]] | None = None,
+    paraphrase_rate: float = 0.4,
     surface_paraphrase_rate: float = 0.35,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
 ) -> dict[str, list[dict[str, Any]]]:
@@ -491,6 +494,7 @@ def synthesize(
     Each premise window (up to `premise_sentences` prose sentences) yields one entailed, one
     contradicting and one neutral hypothesis, so the labels are balanced and every premise is seen
     with all three; `per_passage` windows are drawn per passage. Entailments include paraphrases
+    (`paraphrase_rate` of them)
     that share few words with the premise, negatives include rewrites that keep its words
     (`paraphrase`), and `surface_paraphrase_rate` of all hypotheses, whatever their label, get
     synonyms swapped in (`surface_synonyms` counts them), so word overlap is no shortcut. Each
@@ -535,7 +539,7 @@ def synthesize(
                     break
             if contradiction is None:
                 continue
-            entailed = _entailed(rng.choice(claims), rng, synonyms)
+            entailed = _entailed(rng.choice(claims), rng, synonyms, paraphrase_rate)
             base = {"doc_id": p["doc_id"], "passage_id": p["id"]}
             for label, (how, hypothesis) in (
                 ("entailment", entailed),

@@ -1,0 +1,205 @@
+"""A T5-encoder NLI classifier with an alignment head: the classification mode of the TRUE judge.
+
+The hypothesis and the premise are encoded separately by one shared T5 encoder (T5X names, so a
+pretrained encoder-decoder's encoder loads into it). Each hypothesis token is softly aligned to the
+premise tokens by dot products of a shared projection, compared with what it aligned to, and the
+comparisons are pooled into 3-way logits (the attend-compare-aggregate head of Parikh et al.,
+2016, "A Decomposable Attention Model for NLI"). A shared projection makes a token most similar to
+itself, so the model starts out able to see word overlap and learns what overlap misses: negation,
+swapped values, unsupported additions, synonyms. At tiny scale it learns in minutes where the
+seq2seq T5 judge stays at chance (measured in experiments/nli_consistency).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from vertjax import errors, io_utils
+from vertjax.models import encoder_decoder, layers, t5
+
+Array = jax.Array
+CLASSIFIER_CONFIG_FILE = "nli_classifier_config.json"
+LABELS = ("entailment", "neutral", "contradiction")
+
+
+class AlignmentHead(nn.Module):
+    """Attend (hypothesis → premise), compare, aggregate → `[b, num_labels]` logits."""
+
+    hidden_dim: int
+    num_labels: int
+
+    @nn.compact
+    def __call__(self, hyp: Array, hyp_mask: Array, prem: Array, prem_mask: Array) -> Array:
+        dense = lambda n, name: layers.Dense(n, ("embed", "mlp"), dtype=jnp.float32, name=name)  # noqa: E731
+        project = dense(self.hidden_dim, "align_projection")
+        scores = jnp.einsum("bhd,bpd->bhp", project(hyp), project(prem)) / jnp.sqrt(
+            jnp.float32(self.hidden_dim)
+        )
+        scores = jnp.where(prem_mask[:, None, :] > 0, scores, -1e9)
+        aligned = jnp.einsum("bhp,bpd->bhd", jax.nn.softmax(scores, axis=-1), prem)
+        best = jnp.max(scores, axis=-1, keepdims=True)
+        compared = jnp.concatenate([hyp, aligned, hyp - aligned, hyp * aligned, best], axis=-1)
+        compared = nn.relu(dense(self.hidden_dim, "compare_1")(compared))
+        compared = nn.relu(dense(self.hidden_dim, "compare_2")(compared))
+        mask = hyp_mask[..., None]
+        summed = jnp.sum(compared * mask, axis=1)
+        mean = summed / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+        most = jnp.max(jnp.where(mask > 0, compared, -1e9), axis=1)
+        pooled = jnp.concatenate([mean, most], axis=-1)
+        pooled = nn.relu(dense(self.hidden_dim, "aggregate")(pooled))
+        return layers.Dense(self.num_labels, ("mlp", "vocab"), dtype=jnp.float32, name="logits")(
+            pooled
+        )
+
+
+class AlignmentNLI(nn.Module):
+    """Shared T5 encoder (+ its input embeddings) for both texts, then the alignment head."""
+
+    config: t5.T5Config
+    hidden_dim: int
+    num_labels: int
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.token_embedder = layers.Embed(
+            num_embeddings=cfg.vocab_size, features=cfg.emb_dim, dtype=cfg.activation_dtype
+        )
+        self.encoder = t5.Encoder(cfg, shared_embedding=self.token_embedder)
+        self.head = AlignmentHead(self.hidden_dim, self.num_labels)
+
+    def _features(self, tokens: Array, enable_dropout: bool) -> Array:
+        hidden = self.encoder(tokens, enable_dropout=enable_dropout).astype(jnp.float32)
+        return jnp.concatenate([hidden, self.token_embedder(tokens).astype(jnp.float32)], axis=-1)
+
+    def __call__(self, hypothesis: Array, premise: Array, *, enable_dropout: bool = False):
+        hyp_mask = (hypothesis > 0).astype(jnp.float32)
+        prem_mask = (premise > 0).astype(jnp.float32)
+        return self.head(
+            self._features(hypothesis, enable_dropout),
+            hyp_mask,
+            self._features(premise, enable_dropout),
+            prem_mask,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NLIClassifierModel:
+    """Training and scoring for `AlignmentNLI`; batches hold `hypothesis_tokens [b, lh]`,
+    `premise_tokens [b, lp]` and `labels [b]` (indices into `labels`)."""
+
+    config: t5.T5Config
+    hidden_dim: int = 128
+    labels: tuple[str, ...] = LABELS
+
+    @property
+    def module(self) -> AlignmentNLI:
+        return AlignmentNLI(self.config, self.hidden_dim, len(self.labels))
+
+    @property
+    def uses_dropout(self) -> bool:
+        return self.config.dropout_rate > 0
+
+    def _init_variables(self, rng: Array) -> Any:
+        dummy = jnp.ones((1, 4), jnp.int32)
+        return self.module.init(rng, dummy, dummy)["params"]
+
+    def init_params(self, rng: Array) -> Any:
+        return encoder_decoder._unbox(self._init_variables(rng))
+
+    def abstract_params(self) -> Any:
+        return encoder_decoder._unbox(jax.eval_shape(self._init_variables, jax.random.key(0)))
+
+    def logical_param_axes(self) -> Any:
+        return nn.get_partition_spec(jax.eval_shape(self._init_variables, jax.random.key(0)))
+
+    def logits(self, params: Any, hypothesis: Array, premise: Array, **kwargs: Any) -> Array:
+        return self.module.apply({"params": params}, hypothesis, premise, **kwargs)
+
+    def log_probs(self, params: Any, batch: Mapping[str, Array]) -> Array:
+        """log P(label) `[b, num_labels]` (no dropout)."""
+        logits = self.logits(params, batch["hypothesis_tokens"], batch["premise_tokens"])
+        return jax.nn.log_softmax(logits, axis=-1)
+
+    def loss_fn(
+        self, params: Any, batch: Mapping[str, Array], *, dropout_rng: Array | None = None
+    ) -> tuple[Array, dict[str, Array]]:
+        logits = self.logits(
+            params,
+            batch["hypothesis_tokens"],
+            batch["premise_tokens"],
+            enable_dropout=dropout_rng is not None,
+            rngs={"dropout": dropout_rng} if dropout_rng is not None else None,
+        )
+        labels = batch["labels"]
+        per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+        n = jnp.float32(labels.shape[0])
+        metrics = {
+            "loss_sum": jnp.sum(per_example),
+            "nll_sum": jnp.sum(per_example),
+            "z_loss_sum": jnp.float32(0.0),
+            "correct_sum": jnp.sum(correct),
+            "num_tokens": n,
+            "num_examples": n,
+        }
+        return jnp.mean(per_example), metrics
+
+    def save_config(self, model_dir: str) -> None:
+        from vertjax.train import checkpoints
+
+        checkpoints.save_model_config(model_dir, self.config)
+        io_utils.atomic_write_json(
+            pathlib.Path(model_dir) / CLASSIFIER_CONFIG_FILE,
+            {"hidden_dim": self.hidden_dim, "labels": list(self.labels)},
+        )
+
+    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
+        """Starts the encoder and embeddings from a T5 encoder-decoder checkpoint; the head fresh."""
+        from vertjax.train import checkpoints
+
+        config, t5_params = checkpoints.load_params(path)
+        if config.emb_dim != self.config.emb_dim or config.vocab_size != self.config.vocab_size:
+            raise errors.CheckpointError(
+                f"{path}: encoder shape (emb_dim {config.emb_dim}, vocab {config.vocab_size}) does "
+                f"not match the NLI classifier's ({self.config.emb_dim}, {self.config.vocab_size})"
+            )
+        fresh = dict(self.init_params(jax.random.key(0)))
+        fresh["token_embedder"] = t5_params["token_embedder"]
+        fresh["encoder"] = t5_params["encoder"]
+        return jax.tree.map(
+            lambda x, a: jax.device_put(jnp.array(x, a.dtype, copy=True), a.sharding),
+            fresh,
+            abstract_params,
+        )
+
+
+def is_classifier_run(path: str | pathlib.Path) -> bool:
+    """True when a run dir (or one of its `checkpoint_<step>` dirs) holds an NLI classifier."""
+    path = pathlib.Path(path)
+    return any((p / CLASSIFIER_CONFIG_FILE).is_file() for p in (path, path.parent))
+
+
+def load_classifier(path: str) -> tuple[NLIClassifierModel, Any]:
+    """(model, params) of a trained classifier run dir or `checkpoint_<step>` dir."""
+    from vertjax.train import checkpoints
+
+    model_dir, _ = checkpoints.resolve_checkpoint(path)
+    config_path = pathlib.Path(model_dir) / CLASSIFIER_CONFIG_FILE
+    if not config_path.is_file():
+        raise errors.CheckpointError(f"{config_path}: missing (not an NLI classifier run)")
+    options = json.loads(config_path.read_text(encoding="utf-8"))
+    config = checkpoints.load_model_config(model_dir)
+    model = NLIClassifierModel(
+        config, hidden_dim=int(options["hidden_dim"]), labels=tuple(options["labels"])
+    )
+    _, params = checkpoints.load_params(path, abstract_params=model.abstract_params())
+    return model, params
