@@ -37,8 +37,15 @@ def _scorer_flags(parser: argparse.ArgumentParser) -> None:
         default="nli",
         help="the label set it was trained on",
     )
-    parser.add_argument("--max_premise_tokens", type=int, default=384)
-    parser.add_argument("--window_stride", type=int, default=256)
+    parser.add_argument(
+        "--max_premise_tokens",
+        type=int,
+        default=None,
+        help="premise window in tokens (default: a classifier's training budget, else 384)",
+    )
+    parser.add_argument(
+        "--window_stride", type=int, default=None, help="window step (default: 2/3 of the window)"
+    )
 
 
 EVAL_HELP = "ROC AUC, accuracy, calibration vs the lexical baseline"

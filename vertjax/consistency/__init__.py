@@ -92,7 +92,11 @@ def demo_stage(
     premise_tokens = inputs_length - hypothesis_tokens
     if mode == "classifier":
         vocabulary = vocab_lib.load_vocab(vocab_dir)
-        model: Any = nli_classifier.NLIClassifierModel(t5.tiny_config(vocabulary.vocab_size))
+        model: Any = nli_classifier.NLIClassifierModel(
+            t5.tiny_config(vocabulary.vocab_size),
+            hypothesis_tokens=hypothesis_tokens,
+            premise_tokens=premise_tokens,
+        )
         train_data: Any = classifier_data.NLIPairsDataSource(
             files=[data_dir / "train.jsonl"],
             vocab=vocab_dir,

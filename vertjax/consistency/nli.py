@@ -74,8 +74,10 @@ class Scorer:
       vocab_path: the SentencePiece vocab the model was trained with (dir or spm.model).
       labels: the label strings the model was trained to emit.
       positive_label: the label whose probability is returned (default: `labels[0]`).
-      max_premise_tokens / window_stride: premise window length and step, in tokens.
-      max_hypothesis_tokens: hypotheses are truncated to this many tokens.
+      max_premise_tokens / window_stride: premise window length and step, in tokens (default:
+        a classifier's training budget, else 384; the stride two thirds of the window).
+      max_hypothesis_tokens: hypotheses are truncated to this many tokens (default: a
+        classifier's training budget, else 128).
       batch_size: model examples (pair windows x labels) per forward pass.
     """
 
@@ -86,9 +88,9 @@ class Scorer:
         *,
         labels: Sequence[str] = nli_data.NLI_LABELS,
         positive_label: str | None = None,
-        max_premise_tokens: int = 384,
-        window_stride: int = 256,
-        max_hypothesis_tokens: int = 128,
+        max_premise_tokens: int | None = None,
+        window_stride: int | None = None,
+        max_hypothesis_tokens: int | None = None,
         batch_size: int = 48,
     ):
         from vertjax.models import encoder_decoder, nli_classifier
@@ -99,9 +101,14 @@ class Scorer:
             model, params = nli_classifier.load_classifier(str(checkpoint_dir))
             vocabulary = vocab_lib.load_vocab(vocab_path)
             labels = model.labels  # the classifier's own label set
+            budgets = (model.premise_tokens, model.hypothesis_tokens)  # as it was trained
         else:
             loaded = encoder_decoder.load_pretrained(checkpoint_dir, vocab_path)
             model, params, vocabulary = loaded.model, loaded.params, loaded.vocabulary
+            budgets = (384, 128)
+        max_premise_tokens = max_premise_tokens or budgets[0]
+        max_hypothesis_tokens = max_hypothesis_tokens or budgets[1]
+        window_stride = window_stride or max(1, max_premise_tokens * 2 // 3)
         self._setup(
             model=model,
             params=params,

@@ -94,11 +94,17 @@ class AlignmentNLI(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class NLIClassifierModel:
     """Training and scoring for `AlignmentNLI`; batches hold `hypothesis_tokens [b, lh]`,
-    `premise_tokens [b, lp]` and `labels [b]` (indices into `labels`)."""
+    `premise_tokens [b, lp]` and `labels [b]` (indices into `labels`).
+
+    `hypothesis_tokens` / `premise_tokens` are the text budgets (before EOS) it is trained with;
+    they are saved with the run so `nli.Scorer` windows premises the same way.
+    """
 
     config: t5.T5Config
     hidden_dim: int = 128
     labels: tuple[str, ...] = LABELS
+    hypothesis_tokens: int = 40
+    premise_tokens: int = 120
 
     @property
     def module(self) -> AlignmentNLI:
@@ -159,7 +165,12 @@ class NLIClassifierModel:
         checkpoints.save_model_config(model_dir, self.config)
         io_utils.atomic_write_json(
             pathlib.Path(model_dir) / CLASSIFIER_CONFIG_FILE,
-            {"hidden_dim": self.hidden_dim, "labels": list(self.labels)},
+            {
+                "hidden_dim": self.hidden_dim,
+                "labels": list(self.labels),
+                "hypothesis_tokens": self.hypothesis_tokens,
+                "premise_tokens": self.premise_tokens,
+            },
         )
 
     def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
@@ -199,7 +210,11 @@ def load_classifier(path: str) -> tuple[NLIClassifierModel, Any]:
     options = json.loads(config_path.read_text(encoding="utf-8"))
     config = checkpoints.load_model_config(model_dir)
     model = NLIClassifierModel(
-        config, hidden_dim=int(options["hidden_dim"]), labels=tuple(options["labels"])
+        config,
+        hidden_dim=int(options["hidden_dim"]),
+        labels=tuple(options["labels"]),
+        hypothesis_tokens=int(options["hypothesis_tokens"]),
+        premise_tokens=int(options["premise_tokens"]),
     )
     _, params = checkpoints.load_params(path, abstract_params=model.abstract_params())
     return model, params
