@@ -261,10 +261,9 @@ class DualEncoderModel:
         def pooled(module: nn.Module, x: Array) -> Array:
             return getattr(module, tower).encoder(x, enable_dropout=False).mean(axis=1)
 
-        vectors = np.asarray(
-            self.module.apply({"params": self._module_params(params)}, tokens, method=pooled),
-            np.float64,
-        )
+        # jitted: under the trainer's mesh the encoder's sharding constraints need a traced call
+        apply = jax.jit(lambda p, x: self.module.apply({"params": p}, x, method=pooled))
+        vectors = np.asarray(apply(self._module_params(params), tokens), np.float64)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
         sims = vectors @ vectors.T
         return float(sims[~np.eye(num, dtype=bool)].mean())
