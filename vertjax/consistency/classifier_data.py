@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import gin
 import numpy as np
 
 from vertjax import errors, io_utils
@@ -31,7 +30,6 @@ def tokenize(vocabulary: Any, texts: Sequence[str], *, length: int) -> np.ndarra
     return out
 
 
-@gin.configurable(module="vertjax.consistency.classifier_data")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NLIPairsDataSource:
     """`{hypothesis_tokens [b, lh], premise_tokens [b, lp], labels [b]}` from NLI JSONL files.

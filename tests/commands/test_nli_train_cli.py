@@ -1,0 +1,67 @@
+"""`vertjax train` with runs/nli.gin (label guard) and runs/nli_classifier.gin (the classifier)."""
+
+from __future__ import annotations
+
+from conftest import TINY_MODEL_GIN_BINDINGS, tiny_corpus_records
+
+from vertjax import cli
+from vertjax.consistency import nli, nli_data
+
+
+def _nli_data(tmp_path):
+    nli_data.write_splits(
+        nli_data.synthesize(tiny_corpus_records(), seed=0, antonyms={"first": "last"}),
+        tmp_path / "nli",
+    )
+    return tmp_path / "nli"
+
+
+def test_seq2seq_nli_training_refuses_labels_cut_by_the_targets_length(
+    tmp_path, tiny_vocab, capsys
+):
+    data = _nli_data(tmp_path)
+    files = {"train": str(data / "train.jsonl"), "validation": str(data / "validation.jsonl")}
+    argv = [
+        "train",
+        "--gin_file=models/t5_1_1/tiny.gin",
+        "--gin_file=runs/nli.gin",
+        f"--gin.MODEL_DIR={tmp_path / 'run'}",
+        f"--gin.VOCAB={tiny_vocab}",
+        f"--gin.TRAIN_FILES={files!r}",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 4}",
+        "--gin.TRAIN_STEPS=2",
+        "--gin.BATCH_SIZE=4",
+        "--no_progress",
+        *TINY_MODEL_GIN_BINDINGS,
+        "--gin.VOCAB_SIZE=400",
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "would be cut" in err and "targets" in err
+    assert not (tmp_path / "run" / "checkpoint_2").exists()
+
+
+def test_classifier_gin_trains_and_scores(tmp_path, tiny_vocab, capsys):
+    data = _nli_data(tmp_path)
+    run = tmp_path / "clf"
+    argv = [
+        "train",
+        "--gin_file=models/t5_1_1/tiny.gin",
+        "--gin_file=runs/nli_classifier.gin",
+        f"--gin.MODEL_DIR={run}",
+        f"--gin.VOCAB={tiny_vocab}",
+        f"--gin.NLI_FILES={[str(data / 'train.jsonl')]!r}",
+        "--gin.TRAIN_STEPS=3",
+        "--gin.BATCH_SIZE=4",
+        "--gin.HEAD_DIM=16",
+        "--no_progress",
+        *TINY_MODEL_GIN_BINDINGS,
+        "--gin.VOCAB_SIZE=400",
+    ]
+    assert cli.main(argv) == 0
+    scorer = nli.Scorer(run, tiny_vocab)
+    assert scorer.is_classifier and scorer.max_premise_tokens == 120
+    argv = ["consistency", "eval", "--checkpoint", str(run), "--vocab", str(tiny_vocab)]
+    argv += ["--pairs", str(data / "test.jsonl"), "--out", str(tmp_path / "eval")]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "eval" / "metrics.json").is_file()
