@@ -65,3 +65,28 @@ def test_classifier_gin_trains_and_scores(tmp_path, tiny_vocab, capsys):
     argv += ["--pairs", str(data / "test.jsonl"), "--out", str(tmp_path / "eval")]
     assert cli.main(argv) == 0
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_true_full_scale_gin_runs_shrunk(tmp_path, tiny_vocab):
+    data = _nli_data(tmp_path)
+    files = {"train": str(data / "train.jsonl"), "validation": str(data / "validation.jsonl")}
+    argv = [
+        "train",
+        "--gin_file=models/t5_1_1/tiny.gin",
+        "--gin_file=runs/nli_true.gin",
+        f"--gin.MODEL_DIR={tmp_path / 'true'}",
+        f"--gin.VOCAB={tiny_vocab}",
+        f"--gin.ANLI_FILES={files!r}",
+        f"--gin.MNLI_FILES={files!r}",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 16}",  # labels: 9 pieces here
+        "--gin.TRAIN_STEPS=2",
+        "--gin.BATCH_SIZE=4",
+        "--gin.EVAL_PERIOD=0",
+        "--gin.MESH_SHAPE=(-1, 1)",
+        "--gin.PARAMETER_PARTITIONING_DIMS=1",
+        "--no_progress",
+        *TINY_MODEL_GIN_BINDINGS,
+        "--gin.VOCAB_SIZE=400",
+    ]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "true" / "checkpoint_2").is_dir()
