@@ -14,7 +14,11 @@ from vertjax.consistency import classifier_data
 def _records(n=10):
     labels = ("entailment", "neutral", "contradiction")
     return [
-        {"premise": f"The cache {i} is flushed.", "hypothesis": f"Cache {i}.", "label": labels[i % 3]}
+        {
+            "premise": f"The cache {i} is flushed.",
+            "hypothesis": f"Cache {i}.",
+            "label": labels[i % 3],
+        }
         for i in range(n)
     ]
 

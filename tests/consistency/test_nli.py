@@ -202,9 +202,7 @@ def test_scorer_reads_a_classifier_run(tmp_path, tiny_vocab):
     from vertjax.models import nli_classifier
 
     vocabulary = vocab_lib.load_vocab(tiny_vocab)
-    model = nli_classifier.NLIClassifierModel(
-        tiny_t5_config(vocabulary.vocab_size), hidden_dim=16
-    )
+    model = nli_classifier.NLIClassifierModel(tiny_t5_config(vocabulary.vocab_size), hidden_dim=16)
     params = model.init_params(jax.random.key(1))
     checkpoints.save_params(tmp_path / "clf", config=model.config, params=params)
     model.save_config(str(tmp_path / "clf"))
@@ -223,9 +221,7 @@ def test_scorer_reads_a_classifier_run(tmp_path, tiny_vocab):
                     "hypothesis_tokens": classifier_data.tokenize(
                         vocabulary, hypotheses[:1], length=129
                     ),
-                    "premise_tokens": classifier_data.tokenize(
-                        vocabulary, premises[:1], length=25
-                    ),
+                    "premise_tokens": classifier_data.tokenize(vocabulary, premises[:1], length=25),
                 },
             )
         )

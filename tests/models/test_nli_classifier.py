@@ -16,9 +16,7 @@ def _batch(labels, *, size=8, seed=0):
     """Hypotheses copied from the premise (label 0) or made of unrelated ids (label 1)."""
     rng = np.random.default_rng(seed)
     premise = rng.integers(3, 40, (size, 12))
-    hypothesis = np.where(
-        (labels == 0)[:, None], premise[:, :6], rng.integers(40, 80, (size, 6))
-    )
+    hypothesis = np.where((labels == 0)[:, None], premise[:, :6], rng.integers(40, 80, (size, 6)))
     return {
         "hypothesis_tokens": hypothesis.astype(np.int32),
         "premise_tokens": premise.astype(np.int32),
@@ -30,7 +28,9 @@ class _Source:
     def iterator(self, *, start_batch: int, shard_id: int, num_shards: int):
         index = start_batch
         while True:
-            labels = np.random.default_rng(index).integers(0, 2, 8) * 2  # entailment | contradiction
+            labels = (
+                np.random.default_rng(index).integers(0, 2, 8) * 2
+            )  # entailment | contradiction
             yield _batch(labels, seed=index)
             index += 1
 
@@ -49,7 +49,9 @@ def test_loss_and_log_probs_shapes():
 def test_warm_start_takes_the_t5_encoder_and_refuses_other_shapes(tmp_path):
     _, t5_params = save_tiny_t5(tmp_path / "t5", vocab_size=100)
     model = nli_classifier.NLIClassifierModel(tiny_t5_config(100), hidden_dim=16)
-    params = model.load_initial_params(str(tmp_path / "t5"), abstract_params=model.abstract_params())
+    params = model.load_initial_params(
+        str(tmp_path / "t5"), abstract_params=model.abstract_params()
+    )
     np.testing.assert_array_equal(
         params["token_embedder"]["embedding"], t5_params["token_embedder"]["embedding"]
     )
