@@ -1,5 +1,6 @@
-"""kill -9 at every write step of `index build --bm25` and of a data pack build, then a rerun:
-the result equals an uninterrupted build and nothing the killed run left behind survives.
+"""kill -9 at every write step of `index build --bm25` and of a data pack build, and at sampled write
+steps of a Self-Instruct job, then a rerun: the result equals an uninterrupted run and nothing the
+killed run left behind survives.
 
 Each killed run is a forked child that `os._exit`s (as SIGKILL would: no cleanup handler runs)
 at its N-th `os.fsync` or `os.replace`, for every N the uninterrupted build reaches.
@@ -15,6 +16,7 @@ import pytest
 
 from vertjax.data import packs
 from vertjax.retrieval import encode
+from vertjax.synth import backends, kg, report, self_instruct
 
 # The forked children never touch JAX (a BM25 index, a data pack), whatever the parent imported.
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
@@ -104,6 +106,29 @@ def test_data_build_killed_at_every_step_then_rerun(tmp_path, monkeypatch):
         assert sorted(p.name for p in out.parent.iterdir()) == ["pack"], f"step {step}"
         assert _snapshot(out, skip=(packs.MANIFEST,)) == clean, f"step {step}"
         packs.verify_pack(out)
+
+
+def test_self_instruct_killed_at_sampled_steps_then_rerun(tmp_path, monkeypatch):
+    seeds = self_instruct.load_seed_tasks()
+    generator = backends.TemplateGenerator(kg.extract_triples(["math", "json"]))
+    config = self_instruct.SelfInstructConfig(target=16, max_rounds=12, prompts_per_round=2)
+
+    def run(out):
+        return lambda: self_instruct.run_self_instruct(seeds, generator, out, config=config)
+
+    steps = _count_steps(run(tmp_path / "clean"), monkeypatch)
+    assert steps >= 16  # one fsync per kept or rejected record, at least
+    clean = _snapshot(tmp_path / "clean")
+    # Every record's fsync is a kill point; eight of them, spread over the job, keep the test short.
+    for step in sorted(
+        {1, 2, steps // 4, steps // 2, steps // 2 + 1, 3 * steps // 4, steps - 1, steps}
+    ):
+        out = tmp_path / f"killed_{step}"
+        _killed_at(step, run(out))
+        summary = run(out)()
+        assert summary["kept"] >= config.target, f"step {step}"
+        for name in (report.KEPT_FILE, report.REJECTED_FILE):
+            assert (out / name).read_bytes() == clean[name], f"step {step}: {name}"
 
 
 @pytest.fixture(autouse=True)
