@@ -18,7 +18,7 @@ setuptools.setup(
     description="T5X-style JAX/Flax recipes for vertical-domain language models.",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["vertjax", "vertjax.*"]),
-    package_data={"vertjax": ["gin/**/*.gin", "resources/**/*"]},
+    package_data={"vertjax": ["gin_configs/**/*.gin", "resources/**/*"]},
     include_package_data=True,
     install_requires=_requirements("requirements.txt"),
     extras_require={"test": _requirements("requirements-test.txt")},

@@ -75,7 +75,7 @@ def bench_pipeline(data, *, warmup: int, batches: int) -> dict[str, float]:
 
 
 def load_model(size: str, vocab_size: int):
-    """The EncoderDecoderModel of gin_configs/models/t5_1_1/{size}.gin."""
+    """The EncoderDecoderModel of models/t5_1_1/{size}.gin (vertjax/gin_configs)."""
     import gin
 
     from vertjax import gin_utils

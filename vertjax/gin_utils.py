@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import importlib.resources
 import os
 import pathlib
 import re
@@ -20,8 +21,8 @@ import gin
 
 from vertjax import errors
 
-# gin_configs/ shipped inside the repository, searched after the user's paths.
-BUILTIN_GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin_configs"
+# The gin files shipped inside the package (vertjax/gin_configs), searched after the user's paths.
+BUILTIN_GIN_DIR = pathlib.Path(str(importlib.resources.files("vertjax") / "gin_configs"))
 
 
 class _GinBindingAction(argparse.Action):
@@ -93,16 +94,35 @@ def binding_strings(bindings: Iterable[str]) -> list[str]:
     return out
 
 
-def _set_search_path(search: Sequence[str]) -> None:
-    """Makes `search` gin's whole include search path, in order, with plain files only.
+def _drop_package_resource_reader() -> None:
+    """Stops gin from looking includes up as Python package resources (`gin.resource_reader`).
 
-    gin's own state accumulates prefixes across parses and, for every miss, also tries its
-    Python-package resource reader, which logs "Path not found" errors and crashes (TypeError) when
-    a folder such as `runs/` on `sys.path` looks like a namespace package. vertjax includes are
-    files on the search path, so both are replaced here (gin has no public API for this).
+    For every include missed at a search-path prefix, that reader imports the include's folder as a
+    package: it logs "Path not found" errors and crashes (TypeError) when a folder such as a user's
+    `runs/` on `sys.path` is a namespace package. vertjax's includes are plain files on the search
+    path; gin has no public API to unregister a reader, so its list is filtered here, once.
     """
-    gin.config._LOCATION_PREFIXES[:] = [os.path.abspath(p) for p in search]
-    gin.config._FILE_READERS[:] = [(open, os.path.isfile)]
+    readers = gin.config._FILE_READERS
+    readers[:] = [r for r in readers if r[0] is not gin.resource_reader.system_path_reader]
+
+
+_ADDED_SEARCH_PATHS: set[str] = set()
+
+
+def _add_search_paths(search: Sequence[str]) -> None:
+    """Adds each directory of `search` (in order) to gin's include search path, once per process.
+
+    gin keeps its search path for the life of the process and appends to it, so a directory added by
+    an earlier parse keeps its place; in a CLI run (one parse) the order is exactly `search`.
+    """
+    for path in search:
+        absolute = os.path.abspath(path)
+        if absolute not in _ADDED_SEARCH_PATHS:
+            _ADDED_SEARCH_PATHS.add(absolute)
+            gin.add_config_file_search_path(absolute)
+
+
+_drop_package_resource_reader()
 
 
 def parse_gin(
@@ -114,10 +134,10 @@ def parse_gin(
 ) -> None:
     """Parses gin files and bindings; every failure becomes one `ConfigError` naming the culprit."""
     gin.clear_config()
-    # Built-in gin_configs before the working directory: includes such as `runs/pretrain.gin` must not
-    # be looked up in a user's `runs/` output folder first (gin logs every miss as an error).
-    search = [p for p in gin_search_paths if p] + [str(BUILTIN_GIN_DIR), os.getcwd()]
-    _set_search_path(search)
+    # Includes: gin tries the working directory, then the user's paths, then the packaged configs.
+    user_paths = [p for p in gin_search_paths if p]
+    _add_search_paths(user_paths + [str(BUILTIN_GIN_DIR)])
+    search = user_paths + [str(BUILTIN_GIN_DIR), os.getcwd()]
     resolved = []
     for gin_file in gin_files:
         candidates = [pathlib.Path(gin_file)] + [pathlib.Path(p) / gin_file for p in search]

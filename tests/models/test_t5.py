@@ -269,7 +269,7 @@ def test_bfloat16_activations():
 
 
 def test_tiny_gin_matches_tiny_config():
-    """gin_configs/models/t5_1_1/tiny.gin and `t5.tiny_config` describe the same model."""
+    """models/t5_1_1/tiny.gin and `t5.tiny_config` describe the same model."""
     import gin
 
     from vertjax import gin_utils

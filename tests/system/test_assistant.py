@@ -6,11 +6,11 @@ import dataclasses
 import json
 
 import pytest
-from conftest import tiny_corpus_records
-from system_helpers import build_index, make_assistant, write_tiny_pack
+from conftest import tiny_corpus_records, write_tiny_pack
+from system_helpers import build_index, make_assistant
 
 from vertjax import cli, errors
-from vertjax.system import assistant, demo_stage
+from vertjax.system import assistant
 
 STAGES = {"rewrite", "decompose", "ood", "retrieve", "select", "generate", "consistency", "total"}
 
@@ -112,7 +112,7 @@ def test_vertjax_answer_json_over_the_default_gin(index_dir, capsys):
         [
             "answer",
             "--config",
-            "gin_configs/system/default.gin",
+            "system/default.gin",
             f"--gin.INDEX_DIR={index_dir}",
             "--json",
             _question(17),
@@ -122,22 +122,11 @@ def test_vertjax_answer_json_over_the_default_gin(index_dir, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["sentences"] and out["selected"] and out["refused"] is False
     assert set(out["timings_ms"]) == STAGES
-    assert cli.main(["answer", "--config", "gin_configs/system/default.gin", "q"]) == 2
+    assert cli.main(["answer", "--config", "system/default.gin", "q"]) == 2
     assert "INDEX_DIR" in capsys.readouterr().err
 
 
-def test_offline_assistant_and_demo_stage_over_a_pack(tmp_path):
+def test_offline_assistant_answers_over_a_pack(tmp_path):
     pack = write_tiny_pack(tmp_path / "pack")
     bot = assistant.offline_assistant(index_dir=tmp_path / "index", pack_dir=pack)
     assert bot.answer(_question(40)).sentences
-    result = demo_stage.run(
-        out_dir=tmp_path / "demo",
-        pack_dir=pack,
-        questions=[_question(12)],
-        out_of_domain_question="Which composer wrote the Four Seasons?",
-    )
-    assert "## Answering system" in result["markdown"]
-    assert result["answers"][-1]["refused"] and not result["answers"][0]["refused"]
-    for key in ("precision", "recall"):
-        assert 0.0 <= result["refusal"][key] <= 1.0
-    assert (tmp_path / "demo" / "answers.md").is_file()

@@ -1,4 +1,4 @@
-"""`vertjax answer --config gin_configs/system/default.gin "question"`: one cited answer."""
+"""`vertjax answer --config system/default.gin "question"`: one cited answer."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
         dest="gin_file",
         action="append",
         metavar="FILE",
-        help="the system's gin file, e.g. gin_configs/system/default.gin (same as --gin_file)",
+        help="the system's gin file, e.g. system/default.gin (same as --gin_file)",
     )
 
 
@@ -27,7 +27,7 @@ def build_assistant(args: argparse.Namespace):
     from vertjax.system import assistant
 
     if not args.gin_file:
-        raise errors.ConfigError("pass --config gin_configs/system/default.gin (or --gin_file)")
+        raise errors.ConfigError("pass --config system/default.gin (or --gin_file)")
     gin_utils.parse_from_args(args)
     return assistant.from_gin()
 

@@ -48,7 +48,7 @@ class T5Config:
 
 
 def tiny_config(vocab_size: int) -> T5Config:
-    """The tiny T5 of the demo and tests (= gin_configs/models/t5_1_1/tiny.gin): 3+3 layers, d 128."""
+    """The tiny T5 of the demo and tests (= models/t5_1_1/tiny.gin): 3+3 layers, d 128."""
     return T5Config(
         vocab_size=vocab_size,
         emb_dim=128,

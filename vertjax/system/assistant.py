@@ -114,7 +114,7 @@ class _Timer:
 
 
 class Assistant:
-    """The configurable answering pipeline (gin binds its components; see gin_configs/system).
+    """The configurable answering pipeline (gin binds its components; see vertjax/gin_configs/system).
 
     Args:
       retriever: any `Retriever` (BM25, dense, hybrid).
