@@ -5,6 +5,7 @@ tests may rely on their sizes and ids but not on the exact wording.
 
 - `tiny_corpus_records` (function): the 200 passage dicts `{id, doc_id, title, text}`.
 - `tiny_corpus_jsonl` (function): those passages written to `tmp_path/passages.jsonl`; returns the path.
+- `write_tiny_pack` (function): those passages as a built pack folder (train/validation/test splits).
 - `tiny_vocab` (session): a T5-convention unigram SentencePiece model of `TINY_VOCAB_SIZE` pieces
   trained once per session on the corpus; returns the path of `spm.model` (load it for seqio with
   `vertjax.data.vocab.load_vocab(tiny_vocab)`, which adds 100 extra ids on top).
@@ -117,6 +118,20 @@ def tiny_corpus_records(n: int = TINY_CORPUS_PASSAGES, seed: int = 0) -> list[di
 @pytest.fixture(name="tiny_corpus_records")
 def tiny_corpus_records_fixture() -> list[dict[str, str]]:
     return tiny_corpus_records()
+
+
+def write_tiny_pack(root: pathlib.Path) -> pathlib.Path:
+    """A built-pack folder (manifest + splits) over the 200 tiny passages: docs 0-39 train,
+    40-44 validation, 45-49 test."""
+    split = {"train": [], "validation": [], "test": []}
+    for r in tiny_corpus_records():
+        doc = int(r["doc_id"][3:])
+        split["train" if doc < 40 else "validation" if doc < 45 else "test"].append(r)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, rows in split.items():
+        io_utils.write_jsonl(root / f"{name}.jsonl", rows)
+    io_utils.atomic_write_json(root / "manifest.json", {"pack": "tiny"})
+    return root
 
 
 @pytest.fixture

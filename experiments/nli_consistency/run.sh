@@ -4,7 +4,7 @@
 # Steps (each skipped or resumed on a rerun): python-stdlib pack -> 2k SentencePiece vocab ->
 # synthesised NLI splits (adversarial to word overlap) -> train the judge -> ROC AUC / accuracy /
 # calibration on the held-out synthesised test split and on the two hand-written claim sets in
-# tests/data, beside word overlap. MODE=classifier (default: T5 encoder + alignment head,
+# vertjax/resources/demo, beside word overlap. MODE=classifier (default: T5 encoder + alignment head,
 # runs/nli_classifier.gin) or MODE=seq2seq (TRUE's text-to-text labels, runs/nli.gin).
 # Sizes are env-overridable: STEPS, BATCH, PREMISE_SENTENCES, INIT (a pretrained T5 run dir).
 set -euo pipefail
@@ -43,8 +43,8 @@ echo "train wall seconds: $(( $(date +%s) - start ))" | tee "$OUT/train_seconds_
 for name in synth_test domain_claims heldout_claims; do
   case $name in
     synth_test) pairs="$OUT/data/test.jsonl" ;;
-    domain_claims) pairs=tests/data/nli_domain_claims.jsonl ;;
-    heldout_claims) pairs=tests/data/nli_claims_heldout.jsonl ;;
+    domain_claims) pairs=vertjax/resources/demo/nli_domain_claims.jsonl ;;
+    heldout_claims) pairs=vertjax/resources/demo/nli_claims_heldout.jsonl ;;
   esac
   "$VJ" consistency eval --checkpoint "$OUT/model_$MODE" --vocab "$OUT/vocab" --pairs "$pairs" \
     --out "$OUT/eval_${MODE}_$name" --max_premise_tokens 120 --window_stride 60

@@ -14,6 +14,7 @@ from conftest import tiny_t5_config
 from vertjax import cli, errors, io_utils
 from vertjax.consistency import metrics, nli, nli_data
 from vertjax.data import vocab as vocab_lib
+from vertjax.demo import consistency as demo_consistency
 from vertjax.models import encoder_decoder
 from vertjax.train import checkpoints
 
@@ -145,7 +146,7 @@ def test_cli_score_names_a_bad_line(nli_checkpoint, tiny_vocab, tmp_path, capsys
 
 def test_cli_eval_writes_metrics_plot_and_baseline(nli_checkpoint, tiny_vocab, tmp_path):
     run_dir, *_ = nli_checkpoint
-    claims = "tests/data/nli_domain_claims.jsonl"
+    claims = str(demo_consistency.CLAIM_SETS["domain_claims"])
     argv = ["consistency", "eval", "--checkpoint", str(run_dir), "--vocab", str(tiny_vocab)]
     argv += ["--pairs", claims, "--out", str(tmp_path / "eval")]
     assert cli.main(argv) == 0

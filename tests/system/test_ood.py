@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from system_helpers import write_tiny_pack
+from conftest import write_tiny_pack
 
 from vertjax import errors
 from vertjax.data import packs

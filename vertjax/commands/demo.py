@@ -18,13 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertjax import demo
+    from vertjax.demo import pipeline, state
 
-    config = demo.DemoConfig(
+    config = state.DemoConfig(
         out=pathlib.Path(args.out),
         seed=args.seed,
         train_steps=args.train_steps,
         domain_rate=args.domain_rate,
     )
-    demo.run_demo(config)
+    pipeline.run_demo(config)
     return 0

@@ -1,6 +1,7 @@
 """The demo's last stage: the answering system over the demo's domain pack.
 
-`run(...)` builds a BM25 index of the pack, trains the out-of-domain classifier (domain questions
+`stage_answer` runs it in the demo with the judge `consistency.consistency_judge` picks; `run(...)`
+builds a BM25 index of the pack, trains the out-of-domain classifier (domain questions
 from the pack's train split vs general questions), measures refusal precision/recall of the whole
 system on a held-out mix (questions from the pack's test split and hand-written domain questions
 vs held-out general questions), answers a few in-domain questions with citations and consistency
@@ -19,6 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from vertjax import io_utils
+from vertjax.consistency import nli
+from vertjax.data import packs
+from vertjax.demo.consistency import consistency_judge
+from vertjax.demo.state import DemoState, say
+from vertjax.synth import refusals
+from vertjax.system import assistant, ood
 
 PathLike = str | os.PathLike
 DEMO_QUESTIONS = (
@@ -57,8 +64,6 @@ def _train_ood(
     seed: int,
     max_passages: int,
 ) -> Any:
-    from vertjax.system import ood
-
     if (ood_dir / ood.CONFIG_FILE).is_file():
         return ood.HashedLogisticClassifier.load(ood_dir)
     domain = ood.questions_from_passages(domain_train[:max_passages], seed=seed)
@@ -101,10 +106,6 @@ def run(
         (WordNet, Shakespeare) for general training/eval questions, beside the hand-written ones.
       nli_run_dir, vocab_dir: the demo's NLI model; without it the lexical check is used.
     """
-    from vertjax.data import packs
-    from vertjax.synth import refusals
-    from vertjax.system import assistant, ood
-
     out_dir = pathlib.Path(out_dir)
     start = time.perf_counter()
     domain_train = packs.load_passages(pack_dir, splits=("train",))
@@ -128,8 +129,6 @@ def run(
         index_dir=out_dir / "index", pack_dir=pack_dir, ood_dir=out_dir / "ood"
     )
     if nli_run_dir is not None and vocab_dir is not None:
-        from vertjax.consistency import nli
-
         system.consistency_scorer = nli.Scorer(nli_run_dir, vocab_dir)
     consistency = type(system.consistency_scorer).__name__
 
@@ -211,3 +210,24 @@ def run(
     io_utils.atomic_write_text(out_dir / "answers.md", markdown)
     io_utils.atomic_write_json(out_dir / "results.json", results)
     return results
+
+
+def stage_answer(state: DemoState) -> None:
+    """The answering system: cited answers with NLI verdicts, refusal precision/recall."""
+    if "answer" in state.results:
+        return
+    say("answering questions with citations and consistency checks")
+    general = state.results["data"].get("general")
+    nli_run, judge = consistency_judge(state)
+    say(f"consistency judge: {judge}")
+    result = run(
+        out_dir=state.out / "system",
+        pack_dir=state.results["data"]["domain"]["dir"],
+        general_pack_dir=general["dir"] if general else None,
+        nli_run_dir=nli_run,
+        vocab_dir=state.out / "vocab",
+        seed=state.config.seed,
+    )
+    print(result["markdown"], flush=True)
+    state.results["answer"] = dict(result, consistency_judge=judge)
+    state.save()

@@ -1,4 +1,5 @@
-"""The hand-written lay-language question set (tests/data/retrieval_lay_questions.jsonl).
+"""The hand-written lay-language question set the demo evaluates retrieval on
+(`vertjax/resources/demo/retrieval_lay_questions.jsonl`).
 
 Each question describes a need in everyday words about the embedded python-stdlib pack's docs,
 avoiding the answering passage's key terms; its `answers` are phrases of that passage. These
@@ -8,14 +9,14 @@ checks keep the file usable by `vertjax eval retrieval` and answerable from the 
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pytest
 
 from vertjax.data import packs
+from vertjax.demo import retrieval
 from vertjax.eval import retrieval_metrics
 
-LAY = pathlib.Path(__file__).parents[1] / "data" / "retrieval_lay_questions.jsonl"
+LAY = retrieval.LAY_QUESTIONS
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,44 @@
+"""`vertjax demo`: the tiny end-to-end reproduction on embedded data, stage by stage.
+
+Each stage reads what earlier stages wrote under `--out`, adds its figures to `results.json` and a
+section to `report.md`, and is skipped on a rerun when its outputs already exist (so an interrupted
+demo resumes). Stages: data packs → vocabulary → continued pretraining with domain/general PPL →
+retrieval → instruction synthesis → NLI consistency → reference decoding → answering.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vertjax.demo import answering, consistency, data, decoding, pretrain, report, retrieval, synth
+from vertjax.demo.state import DemoConfig, DemoState, say
+
+STAGES: tuple[tuple[str, Callable[[DemoState], None]], ...] = (
+    ("data", data.stage_data),
+    ("vocab", data.stage_vocab),
+    ("pretrain", pretrain.stage_pretrain),
+    ("retrieval", retrieval.stage_retrieval),
+    ("synth", synth.stage_synth),
+    ("consistency", consistency.stage_consistency),
+    ("decoding", decoding.stage_decoding),
+    ("answer", answering.stage_answer),
+)
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    """Runs every stage in order (resuming finished ones) and writes report.md."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    results_path = config.out / "results.json"
+    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.exists() else {}
+    state = DemoState(config=config, results=results)
+    total = time.perf_counter()
+    for name, stage in STAGES:
+        start = time.perf_counter()
+        stage(state)
+        say(f"stage {name} done in {time.perf_counter() - start:.1f} s")
+    path = report.write_report(state)
+    say(f"finished in {time.perf_counter() - total:.1f} s; report: {path}")
+    return state.results
