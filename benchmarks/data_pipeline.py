@@ -81,7 +81,8 @@ def load_model(size: str, vocab_size: int):
     from vertjax import gin_utils
 
     gin_utils.parse_gin(
-        gin_files=[f"models/t5_1_1/{size}.gin"], gin_bindings=[f"VOCAB_SIZE={vocab_size}"]
+        gin_files=[f"models/t5_1_1/{size}.gin"],
+        gin_bindings=[f"VOCAB_SIZE={vocab_size}", "DROPOUT_RATE=0.0"],
     )
     try:
         return gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()

@@ -275,6 +275,8 @@ def test_tiny_gin_matches_tiny_config():
     from vertjax import gin_utils
     from vertjax.models import encoder_decoder
 
-    gin_utils.parse_gin(gin_files=["models/t5_1_1/tiny.gin"], gin_bindings=["VOCAB_SIZE=2100"])
+    gin_utils.parse_gin(
+        gin_files=["models/t5_1_1/tiny.gin"], gin_bindings=["VOCAB_SIZE=2100", "DROPOUT_RATE=0.0"]
+    )
     model = gin.get_configurable(encoder_decoder.EncoderDecoderModel)()
     assert model.config == t5.tiny_config(2100)
