@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The SQLite manual as a second domain (issue 14): fetch the Debian package, build the pack and a BM25
+# index, and score retrieval on the hand-written questions. WORK=/tmp/sqlite_own_corpus by default.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+WORK="${WORK:-/tmp/sqlite_own_corpus}"
+VERTJAX="${VERTJAX:-vertjax}"
+mkdir -p "$WORK"
+if [ ! -d "$WORK/deb/usr/share/doc/sqlite3" ]; then
+  (cd "$WORK" && apt-get download sqlite3-doc && dpkg-deb -x sqlite3-doc_*.deb deb)
+fi
+"$VERTJAX" data build sqlite3-doc --source "$WORK/deb" --out "$WORK/pack"
+"$VERTJAX" index build --passages "$WORK/pack" --out "$WORK/index" --bm25 --no_progress
+"$VERTJAX" eval retrieval --questions "$HERE/questions.jsonl" --index "$WORK/index" \
+  --retrievers bm25 --out "$WORK/eval"
