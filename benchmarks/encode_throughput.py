@@ -3,7 +3,7 @@
 A random GTR of the chosen T5 size (the `sentence-transformers/gtr-t5-*` architecture: T5 v1.0
 encoder with a ReLU MLP, mean pooling, a bias-free Dense d_model -> d_model, L2 normalisation) is
 saved by sentence-transformers itself, imported with `vertjax.convert.gtr` (what
-`vertjax convert --from-sentence-transformers` runs), and both encode the same real passages (the
+`vertjax convert --from_sentence_transformers` runs), and both encode the same real passages (the
 embedded python-stdlib pack) end to end: text -> token ids -> normalised embeddings, float32, on
 whatever device each framework finds. The two sets of embeddings must agree before any figure is
 printed. vertjax pads every batch to `--length` (one compilation, as `vertjax index build` does);

@@ -1,22 +1,28 @@
 """JSONL records and atomic files: the one place that reads and writes vertjax's record files.
 
-Readers name the file and line of a bad record; writers never leave a half-written file that looks
-complete (write to a temp file, then rename), and append-only writers let long jobs resume.
+Readers name the file and line of a bad record; writers never leave a half-written file or folder
+that looks complete (`atomic_file`/`atomic_dir`: write a temp sibling, then rename it into place,
+with the modes `open`/`mkdir` would give), and append-only writers let long jobs resume.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import os
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 from vertjax import errors
 
 PathLike = str | os.PathLike
+# Every temporary of `atomic_file`/`atomic_dir` is named `.<name>.<random>.tmp`.
+TEMP_SUFFIX = ".tmp"
 
 
 def read_jsonl(path: PathLike, *, required_keys: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
@@ -54,27 +60,93 @@ def load_jsonl(path: PathLike, *, required_keys: Sequence[str] = ()) -> list[dic
     return records
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
-    """Writes bytes to a temp file in the same folder, then renames it over `path`."""
+@contextlib.contextmanager
+def atomic_file(path: PathLike, mode: str = "w", *, private: bool = False) -> Iterator[IO[Any]]:
+    """Yields a file (text "w" in UTF-8, or binary "wb") that replaces `path` only when the block
+    ends without error: a temp file in the same folder, fsynced, then renamed over `path`; on
+    error the temp file is removed and `path` is untouched.
+
+    The file gets the mode `open` would give (0644 under umask 022); `mkstemp` makes 0600, which
+    other users sharing an artifact could not read. `private=True` keeps 0600.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_file writes with mode 'w' or 'wb', not {mode!r}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        if not private:
+            os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, mode, encoding="utf-8" if mode == "w" else None) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
-def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
-    """Writes UTF-8 text to a temp file in the same folder, then renames it over `path`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+@contextlib.contextmanager
+def atomic_dir(path: PathLike, *, private: bool = False) -> Iterator[pathlib.Path]:
+    """Yields an empty temp folder beside `path` to fill; when the block ends without error it
+    replaces `path` whole (an earlier `path` is moved aside, then deleted), on error it is removed.
+
+    Temporaries a killed earlier run left beside `path` are removed first (so two runs must not
+    write the same `path` at once). The folder gets the mode `mkdir` would give (0755 under umask
+    022); `mkdtemp` makes 0700. `private=True` keeps 0700.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path)
+    tmp = pathlib.Path(
+        tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    )
+    try:
+        if not private:
+            os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        old = path.with_name(f".{path.name}.old-{os.getpid()}{TEMP_SUFFIX}")
+        replacing = path.exists() or path.is_symlink()
+        if replacing:
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if replacing:
+            _remove(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def remove_temporaries(path: PathLike) -> list[pathlib.Path]:
+    """Deletes the temp files and folders that an interrupted `atomic_file(path)` or
+    `atomic_dir(path)` left beside `path`; returns them."""
+    path = pathlib.Path(path)
+    if not path.parent.is_dir():
+        return []
+    found = sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"))
+    for left in found:
+        _remove(left)
+    return found
+
+
+def _remove(path: pathlib.Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, *, private: bool = False) -> pathlib.Path:
+    """Writes bytes to `path` atomically (see `atomic_file`)."""
+    with atomic_file(path, "wb", private=private) as f:
+        f.write(data)
+    return pathlib.Path(path)
+
+
+def atomic_write_text(path: PathLike, text: str, *, private: bool = False) -> pathlib.Path:
+    """Writes UTF-8 text to `path` atomically (see `atomic_file`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"), private=private)
 
 
 def contained_name(name: Any) -> bool:
@@ -101,22 +173,6 @@ def _umask() -> int:
     return mask
 
 
-def share_mode(path: PathLike) -> None:
-    """Gives `path` the mode `open`/`mkdir` would have (0644 / 0755 under umask 022).
-
-    `mkstemp`/`mkdtemp` make 0600/0700, and an artifact renamed into place from one keeps that,
-    unreadable to the group sharing it. For private output, run with `umask 077`.
-    """
-    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
-
-
-def make_temp_dir(*, parent: PathLike, prefix: str) -> pathlib.Path:
-    """`tempfile.mkdtemp` in `parent` with the ordinary directory mode (see `share_mode`)."""
-    path = pathlib.Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    share_mode(path)
-    return path
-
-
 def write_jsonl(path: PathLike, records: Iterable[dict[str, Any]]) -> int:
     """Atomically writes records as JSONL; returns how many were written."""
     lines = [json.dumps(r, ensure_ascii=False) for r in records]
@@ -124,8 +180,11 @@ def write_jsonl(path: PathLike, records: Iterable[dict[str, Any]]) -> int:
     return len(lines)
 
 
-def atomic_write_json(path: PathLike, obj: Any) -> pathlib.Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+def atomic_write_json(path: PathLike, obj: Any, *, private: bool = False) -> pathlib.Path:
+    """Writes `obj` as indented JSON to `path` atomically (see `atomic_file`)."""
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", private=private
+    )
 
 
 class JsonlAppender:

@@ -48,14 +48,14 @@ def synthesize_domain(
 ) -> list[dict[str, Any]]:
     """Runs (or resumes) the three template-backend jobs; returns their kept records."""
     from vertjax.data import packs
-    from vertjax.synth import backends, kg, self_instruct, self_kg, self_qa
+    from vertjax.synth import kg, self_instruct, self_kg, self_qa, template_backend
 
     modules = domain_modules(pack_dir, kg.DEFAULT_MODULES)
     triples_path = out_dir / "kg.jsonl"
     if not triples_path.is_file():
         io_utils.write_jsonl(triples_path, kg.extract_triples(modules))
     triples = kg.load_triples(triples_path)
-    generator = backends.TemplateGenerator(triples)
+    generator = template_backend.TemplateGenerator(triples)
     self_instruct.run_self_instruct(
         self_instruct.load_seed_tasks(),
         generator,

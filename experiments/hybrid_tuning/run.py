@@ -331,6 +331,7 @@ def evaluate_model(
     """Domain/general PPL and (optionally) held-out instruction ROUGE-L of a checkpoint (cached)."""
     from vertjax.data import pipeline
     from vertjax.eval import instruction_following, ppl
+    from vertjax.generators import t5
     from vertjax.models import encoder_decoder
     from vertjax.train import checkpoints
 
@@ -361,9 +362,7 @@ def evaluate_model(
         )
         heldout = instructions.eval_subset(heldout, s["eval_instructions"])
         result = instruction_following.evaluate(
-            model,
-            params,
-            vocabulary,
+            t5.T5Client(model, params, vocabulary),
             heldout,
             batch_size=s["eval_batch_size"],
             max_input_length=s["lengths"]["inputs"],

@@ -46,6 +46,6 @@ for name in synth_test domain_claims heldout_claims; do
     domain_claims) pairs=vertjax/resources/demo/nli_domain_claims.jsonl ;;
     heldout_claims) pairs=vertjax/resources/demo/nli_claims_heldout.jsonl ;;
   esac
-  "$VJ" consistency eval --checkpoint "$OUT/model_$MODE" --vocab "$OUT/vocab" --pairs "$pairs" \
+  "$VJ" eval consistency --checkpoint "$OUT/model_$MODE" --vocab "$OUT/vocab" --pairs "$pairs" \
     --out "$OUT/eval_${MODE}_$name" --max_premise_tokens 120 --window_stride 60
 done

@@ -28,11 +28,11 @@ def test_data_list_build_report(tmp_path, capsys):
             str(source),
             "--out",
             str(out),
-            "--max-tokens",
+            "--max_tokens",
             "20",
             "--overlap",
             "4",
-            "--validation-fraction",
+            "--validation_fraction",
             "0.2",
         ]
     )
@@ -79,7 +79,7 @@ def test_data_errors_are_one_line_and_exit_2(tmp_path, capsys):
                 "python-stdlib",
                 "--out",
                 str(tmp_path / "x"),
-                "--max-tokens",
+                "--max_tokens",
                 "8",
                 "--overlap",
                 "8",

@@ -53,7 +53,7 @@ def _infer(checkpoint_dir, vocab, inputs, output, *extra: str) -> int:
             str(vocab),
             "--input",
             str(inputs),
-            "--output",
+            "--out",
             str(output),
             "--batch_size",
             "3",

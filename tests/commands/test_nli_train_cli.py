@@ -65,9 +65,9 @@ def test_classifier_gin_trains_and_scores(tmp_path, tiny_vocab):
         "--gin.HEAD_DIM=16",
     )
     assert cli.main(argv) == 0
-    scorer = nli.Scorer(run, tiny_vocab)
+    scorer = nli.Scorer.from_run_dir(run, tiny_vocab)
     assert scorer.is_classifier and scorer.max_premise_tokens == 120
-    argv = ["consistency", "eval", "--checkpoint", str(run), "--vocab", str(tiny_vocab)]
+    argv = ["eval", "consistency", "--checkpoint", str(run), "--vocab", str(tiny_vocab)]
     argv += ["--pairs", str(data / "test.jsonl"), "--out", str(tmp_path / "eval")]
     assert cli.main(argv) == 0
     assert (tmp_path / "eval" / "metrics.json").is_file()

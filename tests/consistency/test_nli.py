@@ -15,6 +15,7 @@ from vertjax import cli, errors, io_utils
 from vertjax.consistency import metrics, nli, nli_data
 from vertjax.data import vocab as vocab_lib
 from vertjax.demo import consistency as demo_consistency
+from vertjax.generators.t5 import T5Client
 from vertjax.models import encoder_decoder
 from vertjax.train import checkpoints
 
@@ -52,7 +53,7 @@ def manual_probs(model, params, vocabulary, premise, hypothesis, labels):
 
 def test_scorer_scores_each_label_and_normalises(nli_checkpoint, tiny_vocab):
     run_dir, model, params, vocabulary = nli_checkpoint
-    scorer = nli.Scorer(run_dir, tiny_vocab, batch_size=4)
+    scorer = nli.Scorer.from_run_dir(run_dir, tiny_vocab, batch_size=4)
     pairs = [("The cache flushes the page.", "The page is flushed."), ("A client reads.", "x")]
     predictions = scorer.predict([p for p, _ in pairs], [h for _, h in pairs])
     for (premise, hypothesis), prediction in zip(pairs, predictions, strict=True):
@@ -69,14 +70,14 @@ def test_scorer_scores_each_label_and_normalises(nli_checkpoint, tiny_vocab):
 
 def test_long_premises_take_the_max_over_windows(nli_checkpoint, tiny_vocab):
     run_dir, model, params, vocabulary = nli_checkpoint
-    scorer = nli.Scorer(run_dir, tiny_vocab, max_premise_tokens=40, window_stride=20)
+    scorer = nli.Scorer.from_run_dir(run_dir, tiny_vocab, max_premise_tokens=40, window_stride=20)
     windows = scorer.premise_windows(LONG_PREMISE)
     assert len(windows) >= 3
     n_tokens = len(scorer.vocabulary.encode(LONG_PREMISE))
     assert len(windows) == -(-(n_tokens - 40) // 20) + 1
     hypothesis = "The index stores pages."
-    unwindowed = nli.Scorer.from_model(
-        model, params, vocabulary, max_premise_tokens=1000, window_stride=1000
+    unwindowed = nli.Scorer(
+        T5Client(model, params, vocabulary), max_premise_tokens=1000, window_stride=1000
     )
     per_window = unwindowed(windows, [hypothesis] * len(windows))
     [whole] = scorer([LONG_PREMISE], [hypothesis])
@@ -86,18 +87,19 @@ def test_long_premises_take_the_max_over_windows(nli_checkpoint, tiny_vocab):
 
 def test_binary_labels_and_bad_options(nli_checkpoint, tiny_vocab):
     run_dir, model, params, vocabulary = nli_checkpoint
-    scorer = nli.Scorer.from_model(model, params, vocabulary, labels=nli_data.BINARY_LABELS)
+    client = T5Client(model, params, vocabulary)
+    scorer = nli.Scorer(client, labels=nli_data.BINARY_LABELS)
     [p] = scorer.predict(["A client reads."], ["A client writes."])
     assert set(p.probabilities) == set(nli_data.BINARY_LABELS)
     assert p.p_entailment == pytest.approx(p.probabilities["consistent"])
     assert sum(p.probabilities.values()) == pytest.approx(1.0, rel=1e-5)
     with pytest.raises(errors.ConfigError, match="positive_label"):
-        nli.Scorer.from_model(model, params, vocabulary, positive_label="yes")
+        nli.Scorer(client, positive_label="yes")
     with pytest.raises(errors.ConfigError, match="window_stride"):
-        nli.Scorer.from_model(model, params, vocabulary, max_premise_tokens=8, window_stride=9)
+        nli.Scorer(client, max_premise_tokens=8, window_stride=9)
     big = vocab_lib.load_vocab(tiny_vocab, extra_ids=500)
     with pytest.raises(errors.CheckpointError, match="vocab"):
-        nli.Scorer.from_model(model, params, big)
+        nli.Scorer(T5Client(model, params, big))
 
 
 def test_scorer_refuses_a_vocab_bigger_than_the_model(nli_checkpoint, tiny_vocab, tmp_path):
@@ -110,7 +112,7 @@ def test_scorer_refuses_a_vocab_bigger_than_the_model(nli_checkpoint, tiny_vocab
         f"{tmp_path / 'small'} only {small.vocab_size}"
     )
     with pytest.raises(errors.ConfigError, match=re.escape(expected)):
-        nli.Scorer(tmp_path / "small", tiny_vocab)
+        nli.Scorer.from_run_dir(tmp_path / "small", tiny_vocab)
 
 
 def test_cli_score_is_resumable(nli_checkpoint, tiny_vocab, tmp_path):
@@ -147,7 +149,7 @@ def test_cli_score_names_a_bad_line(nli_checkpoint, tiny_vocab, tmp_path, capsys
 def test_cli_eval_writes_metrics_plot_and_baseline(nli_checkpoint, tiny_vocab, tmp_path):
     run_dir, *_ = nli_checkpoint
     claims = str(demo_consistency.CLAIM_SETS["domain_claims"])
-    argv = ["consistency", "eval", "--checkpoint", str(run_dir), "--vocab", str(tiny_vocab)]
+    argv = ["eval", "consistency", "--checkpoint", str(run_dir), "--vocab", str(tiny_vocab)]
     argv += ["--pairs", claims, "--out", str(tmp_path / "eval")]
     assert cli.main(argv) == 0
     results = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -207,7 +209,7 @@ def test_scorer_reads_a_classifier_run(tmp_path, tiny_vocab):
     params = model.init_params(jax.random.key(1))
     checkpoints.save_params(tmp_path / "clf", config=model.config, params=params)
     model.save_config(str(tmp_path / "clf"))
-    scorer = nli.Scorer(
+    scorer = nli.Scorer.from_run_dir(
         tmp_path / "clf", tiny_vocab, max_premise_tokens=24, window_stride=12, batch_size=4
     )
     assert scorer.is_classifier and scorer.labels == nli_data.NLI_LABELS

@@ -177,7 +177,7 @@ def test_cli_imports_a_sentence_transformers_directory(tiny_vocab, tmp_path, cap
     from vertjax import cli
 
     reference = _save_with_sentence_transformers(tmp_path, tiny_vocab, length=16)
-    args = ["convert", "--from-sentence-transformers", str(tmp_path / "st")]
+    args = ["convert", "--from_sentence_transformers", str(tmp_path / "st")]
     assert cli.main([*args, "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "GTR retriever" in out and "embedding dim 12" in out and "no spiece.model" in out
@@ -202,7 +202,7 @@ def test_the_published_layout_brings_its_sentencepiece_model(tiny_vocab, tmp_pat
 
     _write_st_model(tmp_path / "st", vocab_size=512)
     shutil.copy(tiny_vocab, tmp_path / "st" / "0_Transformer" / "spiece.model")
-    args = ["convert", "--from-sentence-transformers", str(tmp_path / "st"), "--out"]
+    args = ["convert", "--from_sentence_transformers", str(tmp_path / "st"), "--out"]
     assert cli.main([*args, str(tmp_path / "run")]) == 0
     assert f"vocab {tmp_path / 'run' / 'spm.model'}" in capsys.readouterr().out
     assert (tmp_path / "run" / "spm.model").read_bytes() == tiny_vocab.read_bytes()

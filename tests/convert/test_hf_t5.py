@@ -220,11 +220,11 @@ def test_bfloat16_weights_are_upcast_exactly(tmp_path):
 
 def test_cli_round_trip(v11_dir, tmp_path, capsys):
     vj, hf_out = tmp_path / "vj", tmp_path / "hf"
-    assert cli.main(["convert", "--from-hf", str(v11_dir), "--out", str(vj)]) == 0
+    assert cli.main(["convert", "--from_hf", str(v11_dir), "--out", str(vj)]) == 0
     assert "untied logits" in capsys.readouterr().out
     config, params = checkpoints.load_params(vj)
     assert config == hf_t5.from_hf(v11_dir)[0]
-    assert cli.main(["convert", "--to-hf", "--checkpoint", str(vj), "--out", str(hf_out)]) == 0
+    assert cli.main(["convert", "--to_hf", "--checkpoint", str(vj), "--out", str(hf_out)]) == 0
     _assert_byte_equal(_tensors(v11_dir), _tensors(hf_out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "vj"]  # no temp dirs left
 
@@ -398,16 +398,16 @@ def test_cli_errors(v11_dir, tmp_path, capsys):
     out = tmp_path / "out"
     bad = _copy(v11_dir, tmp_path / "bad")
     _rewrite_tensors(bad, _drop("shared.weight"))
-    assert cli.main(["convert", "--from-hf", str(bad), "--out", str(out)]) == 2
+    assert cli.main(["convert", "--from_hf", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing ['shared.weight']" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]  # nothing half-written
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    assert cli.main(["convert", "--from-hf", str(v11_dir), "--out", str(out)]) == 2
+    assert cli.main(["convert", "--from_hf", str(v11_dir), "--out", str(out)]) == 2
     assert "not an empty directory" in capsys.readouterr().err
-    assert cli.main(["convert", "--to-hf", "--out", str(tmp_path / "o2")]) == 2
-    assert "--to-hf needs --checkpoint" in capsys.readouterr().err
+    assert cli.main(["convert", "--to_hf", "--out", str(tmp_path / "o2")]) == 2
+    assert "--to_hf needs --checkpoint" in capsys.readouterr().err
 
 
 def test_written_tokenizer_tokenizes_like_the_vocab(tiny_vocab, tmp_path):
@@ -433,7 +433,7 @@ def test_cli_to_hf_with_vocab_writes_a_checked_tokenizer(tiny_vocab, tmp_path, c
         checkpoints.save_params(run_dir, config=model.config, params=params)
         return run_dir
 
-    args = ["convert", "--to-hf", "--vocab", str(tiny_vocab), "--checkpoint"]
+    args = ["convert", "--to_hf", "--vocab", str(tiny_vocab), "--checkpoint"]
     assert cli.main([*args, str(save(512)), "--out", str(tmp_path / "hf")]) == 0
     assert capsys.readouterr().out.rstrip().endswith(", tokenizer")
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
@@ -447,7 +447,7 @@ def test_cli_to_hf_with_vocab_writes_a_checked_tokenizer(tiny_vocab, tmp_path, c
         cli.main(
             [
                 "convert",
-                "--from-hf",
+                "--from_hf",
                 str(tmp_path / "hf"),
                 "--vocab",
                 str(tiny_vocab),
@@ -457,4 +457,4 @@ def test_cli_to_hf_with_vocab_writes_a_checked_tokenizer(tiny_vocab, tmp_path, c
         )
         == 2
     )
-    assert "--vocab goes with --to-hf" in capsys.readouterr().err
+    assert "--vocab goes with --to_hf" in capsys.readouterr().err

@@ -1,5 +1,4 @@
-"""Generator backends: the OpenAI-compatible client against a local fake server, the template
-generator's answers, and the T5 generator's plumbing on a tiny random checkpoint."""
+"""The OpenAI-compatible client against a local fake server: requests, retries, timeouts, errors."""
 
 from __future__ import annotations
 
@@ -9,10 +8,9 @@ import threading
 import time
 
 import pytest
-from conftest import tiny_t5_config
 
 from vertjax import errors
-from vertjax.synth import backends, kg, prompts
+from vertjax.generators import openai_chat
 
 
 class _FakeServer:
@@ -72,7 +70,7 @@ def serve():
 
 def _client(server, **kw):
     kw = {"timeout": 2.0, "max_retries": 2, "backoff": 0.01, "concurrency": 3, **kw}
-    return backends.OpenAIChatGenerator(server.url, "fake-model", **kw)
+    return openai_chat.OpenAIChatGenerator(server.url, "fake-model", **kw)
 
 
 def test_canned_completions_in_order_with_request_fields(serve, monkeypatch):
@@ -127,69 +125,8 @@ def test_client_errors_fail_fast_with_a_hint(serve):
 
 
 def test_unreachable_server_is_a_backend_error():
-    client = backends.OpenAIChatGenerator(
+    client = openai_chat.OpenAIChatGenerator(
         "http://127.0.0.1:9/v1", "m", timeout=0.5, max_retries=1, backoff=0.01
     )
     with pytest.raises(errors.BackendError, match="is the server running"):
         client.generate(["p"], max_tokens=8, temperature=0, seed=0)
-
-
-@pytest.fixture(scope="module")
-def template_generator():
-    return backends.TemplateGenerator(kg.extract_triples(["math", "json"]))
-
-
-def test_template_generator_answers_prompts_from_the_kg(template_generator):
-    g = template_generator
-    ask = lambda name, **f: g.generate([prompts.render(name, **f)[0]], seed=1)[0]  # noqa: E731
-    assert ask("self_instruct_classify", instruction="What does `math.gcd` do?") == "No"
-    assert (
-        ask(
-            "self_instruct_classify",
-            instruction="Is `math.gcd` a module, a class, a function or a method?",
-        )
-        == "Yes"
-    )
-    assert ask("self_instruct_input_first", instruction="What does `math.gcd` do?") == (
-        f"Input: None\nOutput: {kg.first_sentence(__import__('math').gcd.__doc__)}"
-    )
-    assert ask(
-        "self_instruct_output_first",
-        instruction="Is `json.loads` a module, a class, a function or a method?",
-    ) == ("Class label: function\nInput: None")
-    assert ask("self_instruct_input_first", instruction="Paint me a sunset.") == ""
-    assert g.generate(["not a synthesis prompt"])[0] == ""
-    assert g.name == "template" and g.model.startswith("kg-templates-v1:")
-
-
-def test_template_generator_is_deterministic_per_seed(template_generator):
-    prompt = prompts.render("self_instruct_generate", examples="Task 1: Sort a list.", next=2)[0]
-    a = template_generator.generate([prompt], seed=0)
-    assert a == template_generator.generate([prompt], seed=0)
-    assert a != template_generator.generate([prompt], seed=1)
-
-
-@pytest.mark.slow  # ~30 s on a shared 2-core machine: JAX compile + orbax save/restore
-def test_t5_generator_decodes_a_tiny_random_checkpoint(tmp_path, tiny_vocab):
-    import jax
-
-    from vertjax.models import encoder_decoder
-    from vertjax.train import checkpoints
-
-    config = tiny_t5_config(512)
-    params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "model", config=config, params=params)
-    g = backends.T5Generator(tmp_path / "model", tiny_vocab, batch_size=2)
-    texts = ["What does the cache do?", "Name a table.", "Three prompts, two per batch."]
-    out = g.generate(texts, max_tokens=6, temperature=1.0, seed=0)
-    assert len(out) == 3 and all(isinstance(t, str) for t in out)
-    assert out == g.generate(texts, max_tokens=6, temperature=1.0, seed=0)
-    assert g.name == "t5" and g.model.endswith("@0")
-
-
-def test_t5_generator_refuses_a_vocab_bigger_than_the_model(tmp_path, tiny_vocab):
-    from conftest import save_tiny_t5
-
-    save_tiny_t5(tmp_path / "model", vocab_size=350)  # the tiny vocab: 300 pieces + 100 extra ids
-    with pytest.raises(errors.ConfigError, match="has 400 ids but the model in .* only 350"):
-        backends.T5Generator(tmp_path / "model", tiny_vocab)

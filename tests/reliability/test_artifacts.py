@@ -66,7 +66,7 @@ def test_pack_has_ordinary_modes_no_absolute_source_and_cleans_a_killed_build(tm
     source = tmp_path / "my_docs"
     source.mkdir()
     (source / "a.md").write_text("# A\n\n" + " ".join(f"w{i}" for i in range(80)), "utf-8")
-    killed = tmp_path / ".pack.building.k1ll3d"
+    killed = tmp_path / ".pack.k1ll3d.tmp"
     killed.mkdir()
     (killed / "train.jsonl").write_text("{}\n")
     out = tmp_path / "pack"

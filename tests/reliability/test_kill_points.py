@@ -16,7 +16,7 @@ import pytest
 
 from vertjax.data import packs
 from vertjax.retrieval import encode
-from vertjax.synth import backends, kg, report, self_instruct
+from vertjax.synth import kg, report, self_instruct, template_backend
 
 # The forked children never touch JAX (a BM25 index, a data pack), whatever the parent imported.
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
@@ -110,7 +110,7 @@ def test_data_build_killed_at_every_step_then_rerun(tmp_path, monkeypatch):
 
 def test_self_instruct_killed_at_sampled_steps_then_rerun(tmp_path, monkeypatch):
     seeds = self_instruct.load_seed_tasks()
-    generator = backends.TemplateGenerator(kg.extract_triples(["math", "json"]))
+    generator = template_backend.TemplateGenerator(kg.extract_triples(["math", "json"]))
     config = self_instruct.SelfInstructConfig(target=16, max_rounds=12, prompts_per_round=2)
 
     def run(out):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from vertjax import errors
 from vertjax.retrieval.selection import DEFAULT_K, KnowledgeSelector, Reranker, select
 from vertjax.retrieval.types import Hit
 
@@ -31,10 +32,19 @@ def test_threshold_and_k():
     assert [h.id for h in select("q", RETRIEVED, k=3, min_score=0.75)] == ["p4", "p1"]
     assert select("q", RETRIEVED, min_score=0.95) == []
     assert [h.id for h in select("q", RETRIEVED, k=1)] == ["p1"]
-    with pytest.raises(ValueError):
+    with pytest.raises(errors.ConfigError, match=r"selection\.select\.k = 0: "):
         select("q", RETRIEVED, k=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(errors.ConfigError, match=r"selection\.select\.most_relevant = 'middle'"):
         select("q", RETRIEVED, most_relevant="middle")
+
+
+@pytest.mark.parametrize(
+    "settings, binding",
+    [({"k": 0}, "k = 0"), ({"k": "4"}, "k = '4'"), ({"most_relevant": "mid"}, "most_relevant")],
+)
+def test_bad_selector_bindings_fail_when_it_is_built(settings, binding):
+    with pytest.raises(errors.ConfigError, match=f"selection.KnowledgeSelector.{binding}"):
+        KnowledgeSelector(**settings)
 
 
 class KeywordReranker:

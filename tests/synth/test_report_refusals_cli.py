@@ -105,7 +105,7 @@ def test_cli_end_to_end_resumes_and_reports(tmp_path, capsys):
                 str(triples),
                 "--out",
                 str(tmp_path / "kg_job"),
-                "--max-entities",
+                "--max_entities",
                 "3",
             ]
         )
@@ -138,11 +138,11 @@ def test_cli_reports_backend_errors_in_one_line(tmp_path, capsys):
             str(tmp_path / "o"),
             "--backend",
             "openai",
-            "--base-url",
+            "--base_url",
             "http://127.0.0.1:9/v1",
             "--model",
             "m",
-            "--max-retries",
+            "--max_retries",
             "0",
             "--timeout",
             "0.5",

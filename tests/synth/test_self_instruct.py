@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vertjax.synth import backends, filters, kg, report, self_instruct
+from vertjax.synth import filters, kg, report, self_instruct, template_backend
 
 CONFIG = self_instruct.SelfInstructConfig(target=24, max_rounds=20, prompts_per_round=2)
 
@@ -36,7 +36,7 @@ def triples():
 
 @pytest.fixture(scope="module")
 def generator(triples):
-    return backends.TemplateGenerator(triples)
+    return template_backend.TemplateGenerator(triples)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vertjax import io_utils
-from vertjax.synth import backends, kg, report, self_kg, self_qa
+from vertjax.synth import kg, report, self_kg, self_qa, template_backend
 
 PASSAGES = [
     {
@@ -39,7 +39,7 @@ class _Scripted:
 
 @pytest.fixture(scope="module")
 def template():
-    return backends.TemplateGenerator(kg.extract_triples(["json", "math"]))
+    return template_backend.TemplateGenerator(kg.extract_triples(["json", "math"]))
 
 
 def test_template_questions_and_answers_come_from_the_passage():

@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import tiny_corpus_records, write_tiny_pack
+from conftest import save_tiny_t5, tiny_corpus_records, write_tiny_pack
 from system_helpers import build_index, make_assistant
 
 from vertjax import cli, errors
@@ -124,6 +124,34 @@ def test_vertjax_answer_json_over_the_default_gin(index_dir, capsys):
     assert set(out["timings_ms"]) == STAGES
     assert cli.main(["answer", "--config", "system/default.gin", "q"]) == 2
     assert "INDEX_DIR" in capsys.readouterr().err
+
+
+def test_default_gin_binds_a_t5_answer_generator_and_nli_scorer_by_run_dir(
+    index_dir, tmp_path, tiny_vocab, capsys
+):
+    """The bindings README and system/default.gin document for trained models (`from_run_dir`)."""
+    save_tiny_t5(tmp_path / "t5", vocab_size=400)  # the tiny vocab: 300 pieces + 100 extra ids
+    generator, scorer = "generation.T5AnswerGenerator.from_run_dir", "nli.Scorer.from_run_dir"
+    code = cli.main(
+        [
+            "answer",
+            "--config",
+            "system/default.gin",
+            f"--gin.INDEX_DIR={index_dir}",
+            f"--gin.assistant.Assistant.generator=@{generator}()",
+            f"--gin.{generator}.checkpoint='{tmp_path / 't5'}'",
+            f"--gin.{generator}.vocab='{tiny_vocab}'",
+            f"--gin.{generator}.max_decode_length=4",
+            f"--gin.assistant.Assistant.consistency_scorer=@{scorer}()",
+            f"--gin.{scorer}.checkpoint_dir='{tmp_path / 't5'}'",
+            f"--gin.{scorer}.vocab_path='{tiny_vocab}'",
+            "--json",
+            _question(17),
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["selected"] and set(out["timings_ms"]) == STAGES
 
 
 def test_offline_assistant_answers_over_a_pack(tmp_path):

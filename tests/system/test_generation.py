@@ -7,6 +7,7 @@ import re
 import jax
 import pytest
 
+from vertjax.generators.t5 import T5Client
 from vertjax.models import encoder_decoder, t5
 from vertjax.retrieval.types import Hit
 from vertjax.system import generation
@@ -101,10 +102,9 @@ def test_t5_generator_reference_decoding_matches_plain_greedy():
     model = encoder_decoder.EncoderDecoderModel(config)
     params = model.init_params(jax.random.key(0))
     options = {"max_decode_length": 12, "max_input_length": 128}
-    fast = generation.T5AnswerGenerator.from_model(model, params, vocabulary, **options)
-    plain = generation.T5AnswerGenerator.from_model(
-        model, params, vocabulary, reference_decoding=False, **options
-    )
+    client = T5Client(model, params, vocabulary)
+    fast = generation.T5AnswerGenerator(client, **options)
+    plain = generation.T5AnswerGenerator(client, reference_decoding=False, **options)
     question = "What does the vacuum process compress?"
     answer = fast.generate(question, PASSAGES)
     assert answer == plain.generate(question, PASSAGES)
@@ -120,7 +120,7 @@ def test_t5_generator_refuses_a_vocab_bigger_than_the_model(tmp_path, tiny_vocab
     save_tiny_t5(tmp_path / "run", vocab_size=350)  # the tiny vocab: 300 pieces + 100 extra ids
     expected = f"vocab {tiny_vocab} has 400 ids but the model in {tmp_path / 'run'} only 350"
     with pytest.raises(errors.ConfigError, match=re.escape(expected)):
-        generation.T5AnswerGenerator(tmp_path / "run", tiny_vocab)
+        generation.T5AnswerGenerator.from_run_dir(tmp_path / "run", tiny_vocab)
 
 
 def test_bad_settings_are_config_errors():

@@ -1,8 +1,9 @@
-"""`vertjax consistency score|eval|train-data|citation-data`: the T5 NLI consistency model's CLI.
+"""`vertjax consistency score|train-data|citation-data`: the T5 NLI consistency model's CLI.
 
 - score: P(entailment) per `{id, premise, hypothesis}` line → `{id, p_entailment, label}` lines,
   appended as it goes (a rerun skips the ids already written);
-- eval: ROC AUC, accuracy and a calibration plot on labelled pairs, beside the lexical baseline;
+- `vertjax eval consistency` (defined here): ROC AUC, accuracy and a calibration plot on labelled
+  pairs, beside the lexical baseline; `vertjax consistency eval` is its deprecated hidden alias;
 - train-data: NLI JSONL splits synthesised from passages, or read from a prepared tfds NLI set;
 - citation-data: answer-with-citations seq2seq records from QA examples with passage ids.
 """
@@ -14,8 +15,12 @@ import json
 import pathlib
 
 from vertjax import errors, io_utils
+from vertjax.commands import flags
 
-HELP = "NLI factual consistency: score pairs, evaluate, build NLI / citation training data"
+HELP = (
+    "NLI factual consistency: score pairs, build NLI / citation training data"
+    " (evaluate with `vertjax eval consistency`)"
+)
 LABEL_SETS = {
     "nli": ("entailment", "neutral", "contradiction"),
     "binary": ("consistent", "inconsistent"),
@@ -52,7 +57,7 @@ EVAL_HELP = "ROC AUC, accuracy, calibration vs the lexical baseline"
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `vertjax consistency eval` (also reachable as `vertjax eval consistency`)."""
+    """Flags of `vertjax eval consistency` (and of its deprecated alias `consistency eval`)."""
     _scorer_flags(parser)
     parser.add_argument("--out", default=None, help="dir for scores.jsonl, metrics.json, PNG")
     parser.add_argument("--threshold", type=float, default=0.5, help="accuracy threshold")
@@ -65,9 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     score.add_argument("--out", required=True, help="output JSONL {id, p_entailment, label}")
     score.set_defaults(_consistency=_run_score)
 
-    evaluate = sub.add_parser("eval", help=EVAL_HELP)
+    evaluate = sub.add_parser("eval", description=EVAL_HELP)  # no help=: hidden from the list
     add_eval_arguments(evaluate)
-    evaluate.set_defaults(_consistency=run_eval)
+    evaluate.set_defaults(_consistency=_run_deprecated_eval)
 
     data = sub.add_parser("train-data", help="NLI train/validation/test JSONL")
     source = data.add_mutually_exclusive_group(required=True)
@@ -78,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--tfds_data_dir", default=None, help="tfds data dir (never downloads)")
     data.add_argument("--out", required=True, help="output dir for {train,validation,test}.jsonl")
     data.add_argument("--binary", action="store_true", help="targets consistent|inconsistent")
-    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--seed", type=int, default=0, help="--passages: seed of pairs and splits")
     data.add_argument("--per_passage", type=int, default=1, help="premise windows per passage")
     data.add_argument("--premise_sentences", type=int, default=4, help="sentences per premise")
     data.add_argument("--max_examples", type=int, default=None, help="tfds: per split")
@@ -96,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return args._consistency(args)
+
+
+def _run_deprecated_eval(args: argparse.Namespace) -> int:
+    flags.deprecation_note("vertjax consistency eval", "vertjax eval consistency")
+    return run_eval(args)
 
 
 def _load_pairs(path: str, *, labelled: bool) -> list[dict]:
@@ -121,7 +131,7 @@ def _load_pairs(path: str, *, labelled: bool) -> list[dict]:
 def _scorer(args: argparse.Namespace):
     from vertjax.consistency import nli
 
-    return nli.Scorer(
+    return nli.Scorer.from_run_dir(
         args.checkpoint,
         args.vocab,
         labels=LABEL_SETS[args.labels],

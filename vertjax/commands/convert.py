@@ -1,9 +1,9 @@
 """`vertjax convert`: HF transformers T5 / sentence-transformers GTR ↔ vertjax orbax checkpoints.
 
-`--from-hf DIR --out DIR` reads a `T5ForConditionalGeneration` directory (config.json +
+`--from_hf DIR --out DIR` reads a `T5ForConditionalGeneration` directory (config.json +
 safetensors) and writes a vertjax run directory (`model_config.json` + `checkpoint_0/`);
-`--to-hf --checkpoint DIR [--vocab SPM] --out DIR` writes config.json + model.safetensors back
-(plus the tokenizer files with `--vocab`); `--from-sentence-transformers DIR --out DIR` imports a
+`--to_hf --checkpoint DIR [--vocab SPM] --out DIR` writes config.json + model.safetensors back
+(plus the tokenizer files with `--vocab`); `--from_sentence_transformers DIR --out DIR` imports a
 GTR / sentence-T5 encoder as a retriever run dir for `vertjax index build --retriever`. The output
 is built in a temporary sibling directory and renamed into place, so an interrupted conversion
 never leaves a half-written `--out`.
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 
-from vertjax import errors
+from vertjax import errors, io_utils
+from vertjax.commands import flags
 
 HELP = (
     "convert T5 checkpoints between HF transformers (safetensors) and vertjax (orbax); import"
@@ -29,16 +27,24 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument(
-        "--from-hf",
+    flags.add_flag(
+        direction,
+        "--from_hf",
+        aliases=("--from-hf",),
         metavar="DIR",
         help="HF T5ForConditionalGeneration directory (config.json + model.safetensors)",
     )
-    direction.add_argument(
-        "--to-hf", action="store_true", help="write --checkpoint as an HF T5 directory"
+    flags.add_flag(
+        direction,
+        "--to_hf",
+        aliases=("--to-hf",),
+        action="store_true",
+        help="write --checkpoint as an HF T5 directory",
     )
-    direction.add_argument(
-        "--from-sentence-transformers",
+    flags.add_flag(
+        direction,
+        "--from_sentence_transformers",
+        aliases=("--from-sentence-transformers",),
         metavar="DIR",
         help="sentence-transformers T5-encoder model (GTR, sentence-T5: modules.json + safetensors)"
         " -> a vertjax retriever run dir",
@@ -46,12 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="DIR",
-        help="with --to-hf: a vertjax run dir (latest step) or its checkpoint_<step> dir",
+        help="with --to_hf: a vertjax run dir (latest step) or its checkpoint_<step> dir",
     )
     parser.add_argument(
         "--vocab",
         metavar="SPM",
-        help="with --to-hf: the SentencePiece model (or its dir), written as the HF tokenizer",
+        help="with --to_hf: the SentencePiece model (or its dir), written as the HF tokenizer",
     )
     parser.add_argument(
         "--out", metavar="DIR", required=True, help="output directory (must not exist or be empty)"
@@ -63,28 +69,18 @@ def staged_output(out: pathlib.Path) -> Iterator[pathlib.Path]:
     """Yields a temporary sibling of `out`; renames it to `out` on success, removes it on error."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise errors.ConfigError(f"{out}: already exists and is not an empty directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the output's mode
-    try:
+    with io_utils.atomic_dir(out) as tmp:
         yield tmp
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out).absolute()
     if args.to_hf and not args.checkpoint:
-        raise errors.ConfigError("--to-hf needs --checkpoint DIR")
+        raise errors.ConfigError("--to_hf needs --checkpoint DIR")
     if args.checkpoint and not args.to_hf:
-        raise errors.ConfigError("--checkpoint goes with --to-hf; --from-* reads its own DIR")
+        raise errors.ConfigError("--checkpoint goes with --to_hf; --from_* reads its own DIR")
     if args.vocab and not args.to_hf:
-        raise errors.ConfigError("--vocab goes with --to-hf (it writes the HF tokenizer)")
+        raise errors.ConfigError("--vocab goes with --to_hf (it writes the HF tokenizer)")
     if args.from_sentence_transformers:
         return _import_sentence_transformers(args.from_sentence_transformers, out)
     return _convert_t5(args, out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vertjax.commands import flags
+
 HELP = "data packs: list, build PACK --out DIR, report DIR"
 
 
@@ -15,19 +17,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build = sub.add_parser("build", help="build a pack into train/validation/test JSONL + manifest")
     build.add_argument("pack", help="pack name (see `vertjax data list`) or tfds:NAME")
     build.add_argument("--out", required=True, help="output folder (replaced if it holds a pack)")
-    build.add_argument("--max-tokens", type=int, default=256, help="max tokens per passage")
+    flags.add_flag(
+        build,
+        "--max_tokens",
+        aliases=("--max-tokens",),
+        type=int,
+        default=256,
+        help="max tokens per passage",
+    )
     build.add_argument(
         "--overlap", type=int, default=32, help="tokens shared by consecutive chunks"
     )
-    build.add_argument("--min-tokens", type=int, default=8, help="drop shorter passages")
-    build.add_argument(
-        "--dedup-threshold",
+    flags.add_flag(
+        build,
+        "--min_tokens",
+        aliases=("--min-tokens",),
+        type=int,
+        default=8,
+        help="drop shorter passages",
+    )
+    flags.add_flag(
+        build,
+        "--dedup_threshold",
+        aliases=("--dedup-threshold",),
         type=float,
         default=0.8,
         help="estimated Jaccard similarity that marks a near duplicate",
     )
-    build.add_argument("--validation-fraction", type=float, default=0.05)
-    build.add_argument("--test-fraction", type=float, default=0.05)
+    flags.add_flag(
+        build,
+        "--validation_fraction",
+        aliases=("--validation-fraction",),
+        type=float,
+        default=0.05,
+        help="share of documents held out for validation",
+    )
+    flags.add_flag(
+        build,
+        "--test_fraction",
+        aliases=("--test-fraction",),
+        type=float,
+        default=0.05,
+        help="share of documents held out for test",
+    )
     build.add_argument(
         "--source",
         help="folder to read: required by `folder`; an unpacked Debian "
@@ -42,9 +74,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--cache", help="download cache (default $VERTJAX_CACHE or ~/.cache/vertjax)"
     )
-    build.add_argument("--max-documents", type=int, help="read at most this many documents")
-    build.add_argument("--tfds-split", default="train", help="tfds split to read")
-    build.add_argument("--tfds-text-key", default="text", help="tfds feature holding the text")
+    flags.add_flag(
+        build,
+        "--max_documents",
+        aliases=("--max-documents",),
+        type=int,
+        help="read at most this many documents",
+    )
+    flags.add_flag(
+        build,
+        "--tfds_split",
+        aliases=("--tfds-split",),
+        default="train",
+        help="tfds split to read",
+    )
+    flags.add_flag(
+        build,
+        "--tfds_text_key",
+        aliases=("--tfds-text-key",),
+        default="text",
+        help="tfds feature holding the text",
+    )
 
     report = sub.add_parser("report", help="verify a built pack and write its corpus report")
     report.add_argument("dir", help="a folder written by `vertjax data build`")

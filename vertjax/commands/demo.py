@@ -10,7 +10,7 @@ HELP = "run the tiny end-to-end demo on the embedded corpus (resumes if interrup
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output directory (report.md, runs)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every stage of the demo")
     parser.add_argument("--train_steps", type=int, default=300, help="pretraining steps")
     parser.add_argument(
         "--domain_rate", type=float, default=0.5, help="domain share of the mixture"

@@ -1,4 +1,4 @@
-"""`vertjax eval <what>`: perplexity now; retrieval and consistency evaluations register here too."""
+"""`vertjax eval ppl|retrieval|consistency`: perplexity, retrieval metrics, NLI consistency."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from vertjax.commands import consistency
 
 HELP = (
     "evaluate: `vertjax eval ppl --gin_file=runs/eval.gin --gin.CHECKPOINT=...` | "
-    "`vertjax eval retrieval --questions Q.jsonl --index DIR`"
+    "`vertjax eval retrieval --questions Q.jsonl --index DIR` | "
+    "`vertjax eval consistency --checkpoint RUN --vocab V --pairs P.jsonl`"
 )
 
 

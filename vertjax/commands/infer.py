@@ -17,10 +17,9 @@ import time
 from typing import Any
 
 from vertjax import errors, io_utils
+from vertjax.commands import flags
 
 HELP = "decode a JSONL of inputs with a checkpoint (greedy | sample | beam) into a JSONL of outputs"
-
-MIN_INPUT_BUCKET = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--vocab", required=True, help="SentencePiece model (or its vocab dir)")
     parser.add_argument("--input", required=True, help="JSONL of records to decode")
-    parser.add_argument("--output", required=True, help="JSONL of {id, inputs, prediction, score}")
+    flags.add_flag(
+        parser,
+        "--out",
+        aliases=("--output",),
+        required=True,
+        help="JSONL of {id, inputs, prediction, score}",
+    )
     parser.add_argument(
         "--input_key", default="inputs", help="record key of the text (default: inputs)"
     )
@@ -40,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_input_length", type=int, default=512, help="inputs are truncated to this (w/ eos)"
     )
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=8, help="inputs per decode batch")
     parser.add_argument("--temperature", type=float, default=1.0, help="sample: 0 means greedy")
     parser.add_argument("--top_k", type=int, default=0, help="sample: keep the k best (0: all)")
     parser.add_argument("--top_p", type=float, default=1.0, help="sample: nucleus mass (1: all)")
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_input_length < 2:
         raise errors.ConfigError(f"--max_input_length must be >= 2, got {args.max_input_length}")
     items = _read_inputs(args.input, key=args.input_key)
-    with io_utils.JsonlAppender(args.output, key="id") as out:
+    with io_utils.JsonlAppender(args.out, key="id") as out:
         batches = [
             items[start : start + args.batch_size]
             for start in range(0, len(items), args.batch_size)
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 args, todo, out, skipped=skipped, total=len(items), stats=stats
             )
     summary = {
-        "output": str(args.output),
+        "output": str(args.out),
         "written": written,
         "already_done": skipped,
         "decode_s": round(stats["decode_s"], 3),
@@ -113,21 +118,20 @@ def _decode_batches(
     import numpy as np
     from tqdm import tqdm
 
-    from vertjax.models import decoding, encoder_decoder
+    from vertjax.generators import t5
 
-    loaded = encoder_decoder.load_pretrained(args.checkpoint, args.vocab)
-    model, params, vocab = loaded.model, loaded.params, loaded.vocabulary
+    client = t5.T5Client.from_run_dir(args.checkpoint, args.vocab)
     written = 0
     with tqdm(total=total, initial=skipped, unit="ex", desc="infer") as progress:
         for batch_index, batch in todo:
-            tokens = _tokenize(
-                vocab, batch, batch_size=args.batch_size, max_len=args.max_input_length
+            tokens = client.encoder_batch(
+                [item["inputs"] for item in batch],
+                batch_size=args.batch_size,
+                max_length=args.max_input_length,
             )
             seed = int(np.random.SeedSequence([args.seed, batch_index]).generate_state(1)[0])
             start = time.perf_counter()
-            result = decoding.decode_batch(
-                model,
-                params,
+            result = client.decode_batch(
                 tokens,
                 max_decode_length=args.max_decode_length,
                 method=args.method,
@@ -143,24 +147,10 @@ def _decode_batches(
             for row, item in enumerate(batch):
                 if item["id"] in out.seen:
                     continue
-                prediction = vocab.decode(outputs[row].tolist())
+                prediction = client.vocabulary.decode(outputs[row].tolist())
                 out.append(dict(item, prediction=prediction, score=float(scores[row])))
                 stats["tokens"] += int(np.count_nonzero(outputs[row]))
                 written += 1
                 progress.update()
-    logging.info("wrote %d predictions to %s", written, args.output)
+    logging.info("wrote %d predictions to %s", written, args.out)
     return written
-
-
-def _tokenize(vocab: Any, batch: list[dict[str, Any]], *, batch_size: int, max_len: int) -> Any:
-    """`[batch_size, bucket]` int32 encoder inputs: eos-terminated, truncated to `max_len`,
-    0-padded to a power-of-two length (few shapes, few compilations) and to `batch_size` rows."""
-    import numpy as np
-
-    rows = [vocab.encode(item["inputs"])[: max_len - 1] + [vocab.eos_id] for item in batch]
-    longest = max(len(r) for r in rows)
-    bucket = min(max_len, max(MIN_INPUT_BUCKET, 1 << (longest - 1).bit_length()))
-    tokens = np.zeros((batch_size, bucket), np.int32)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = row
-    return tokens

@@ -12,7 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="a directory built by `vertjax index build`")
     parser.add_argument("--question", required=True, action="append", help="repeatable")
     parser.add_argument("-k", type=int, default=5, help="passages per question")
-    parser.add_argument("--retriever", choices=("bm25", "dense", "hybrid"), default="dense")
+    parser.add_argument(
+        "--retriever",
+        choices=("bm25", "dense", "hybrid"),
+        default="dense",
+        help="bm25 and hybrid need an index built with --bm25",
+    )
     parser.add_argument(
         "--keywords",
         action="store_true",

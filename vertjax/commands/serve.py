@@ -9,60 +9,37 @@ from vertjax.commands import answer
 HELP = "serve the assistant over HTTP on 127.0.0.1 (POST /v1/chat/completions, /v1/answer)"
 
 
+# `ServerConfig` fields set by the flag of the same name (default: the field's), with their help.
+SERVER_FLAGS: tuple[tuple[str, str], ...] = (
+    ("host", "bind address; anything but loopback needs the --api_key_env variable set"),
+    ("port", "TCP port (0: any free port)"),
+    ("max_body_bytes", "largest request body accepted; a larger one gets 413"),
+    ("request_timeout", "seconds an answer may take before the request gets 504"),
+    (
+        "request_deadline",
+        "seconds a request's line, headers and body may take to arrive (then 408)",
+    ),
+    ("max_concurrent", "answers computed at once"),
+    ("max_connections", "connections served at once; one more gets 503"),
+    ("backlog", "listen backlog"),
+    ("api_key_env", "environment variable holding the bearer token clients must send"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vertjax.system import server
 
     answer.add_system_flags(parser)
     defaults = server.ServerConfig()
-    parser.add_argument(
-        "--host",
-        default=defaults.host,
-        help=f"bind address; anything but loopback needs ${defaults.api_key_env} set",
-    )
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--max_body_bytes", type=int, default=defaults.max_body_bytes)
-    parser.add_argument(
-        "--request_timeout",
-        type=float,
-        default=defaults.request_timeout,
-        help="seconds an answer may take before the request gets 504",
-    )
-    parser.add_argument(
-        "--request_deadline",
-        type=float,
-        default=defaults.request_deadline,
-        help="seconds a request's line, headers and body may take to arrive (then 408)",
-    )
-    parser.add_argument(
-        "--max_concurrent",
-        type=int,
-        default=defaults.max_concurrent,
-        help="answers computed at once",
-    )
-    parser.add_argument(
-        "--max_connections",
-        type=int,
-        default=defaults.max_connections,
-        help="connections served at once; one more gets 503",
-    )
-    parser.add_argument("--backlog", type=int, default=defaults.backlog, help="listen backlog")
-    parser.add_argument("--api_key_env", default=defaults.api_key_env)
+    for name, help_text in SERVER_FLAGS:
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name}", type=type(default), default=default, help=help_text)
 
 
 def run(args: argparse.Namespace) -> int:
     from vertjax.system import server
 
-    config = server.ServerConfig(
-        host=args.host,
-        port=args.port,
-        max_body_bytes=args.max_body_bytes,
-        request_timeout=args.request_timeout,
-        request_deadline=args.request_deadline,
-        max_concurrent=args.max_concurrent,
-        max_connections=args.max_connections,
-        backlog=args.backlog,
-        api_key_env=args.api_key_env,
-    )
+    config = server.ServerConfig(**{name: getattr(args, name) for name, _ in SERVER_FLAGS})
     httpd = server.make_server(answer.build_assistant(args), config)
     host, port = httpd.server_address[:2]
     auth = "bearer token required" if httpd.api_key else "no API key (loopback only)"

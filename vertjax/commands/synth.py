@@ -11,23 +11,55 @@ from __future__ import annotations
 import argparse
 import json
 
+from vertjax.commands import flags
+
 HELP = "synthesize instruction data: self-instruct | self-qa | self-kg | kg | refusals | report"
 
 
 def _backend_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("generator backend")
-    group.add_argument("--backend", choices=("template", "openai", "t5"), default="template")
+    group.add_argument(
+        "--backend",
+        choices=("template", "openai", "t5"),
+        default="template",
+        help="who writes: template (offline, from KG triples), openai (HTTP), t5 (a checkpoint)",
+    )
     group.add_argument("--triples", help="template: KG triples JSONL (default: extract the stdlib)")
-    group.add_argument("--base-url", help="openai: e.g. http://127.0.0.1:8000/v1")
+    flags.add_flag(
+        group,
+        "--base_url",
+        aliases=("--base-url",),
+        help="openai: e.g. http://127.0.0.1:8000/v1",
+    )
     group.add_argument("--model", help="openai: the served model name")
-    group.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: key's env var")
+    flags.add_flag(
+        group,
+        "--api_key_env",
+        aliases=("--api-key-env",),
+        default="OPENAI_API_KEY",
+        help="openai: key's env var",
+    )
     group.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
-    group.add_argument("--max-retries", type=int, default=4, help="openai: retries per request")
+    flags.add_flag(
+        group,
+        "--max_retries",
+        aliases=("--max-retries",),
+        type=int,
+        default=4,
+        help="openai: retries per request",
+    )
     group.add_argument("--backoff", type=float, default=1.0, help="openai: first retry delay (s)")
     group.add_argument("--concurrency", type=int, default=4, help="openai: parallel requests")
     group.add_argument("--checkpoint", help="t5: run dir or RUN_DIR/checkpoint_<step>")
     group.add_argument("--vocab", help="t5: SentencePiece model (or its vocab dir)")
-    group.add_argument("--batch-size", type=int, default=8, help="t5: prompts per decode batch")
+    flags.add_flag(
+        group,
+        "--batch_size",
+        aliases=("--batch-size",),
+        type=int,
+        default=8,
+        help="t5: prompts per decode batch",
+    )
     group.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     group.add_argument("--seed", type=int, default=0, help="random seed of the whole job")
 
@@ -39,10 +71,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     si.add_argument("--seeds", help="seed tasks JSONL (default: the shipped stdlib seeds)")
     si.add_argument("--out", required=True, help="job folder (resumed if it exists)")
     si.add_argument("--target", type=int, default=100, help="stop after this many kept")
-    si.add_argument("--max-rounds", type=int, default=100, help="stop after this many rounds")
-    si.add_argument("--prompts-per-round", type=int, default=4)
+    flags.add_flag(
+        si,
+        "--max_rounds",
+        aliases=("--max-rounds",),
+        type=int,
+        default=100,
+        help="stop after this many rounds",
+    )
+    flags.add_flag(
+        si,
+        "--prompts_per_round",
+        aliases=("--prompts-per-round",),
+        type=int,
+        default=4,
+        help="generation prompts per round",
+    )
     si.add_argument("--dialogue", action="store_true", help="multi-turn instances (Mozi)")
-    si.add_argument("--rouge-threshold", type=float, default=0.7, help="reject at ROUGE-L >= this")
+    flags.add_flag(
+        si,
+        "--rouge_threshold",
+        aliases=("--rouge-threshold",),
+        type=float,
+        default=0.7,
+        help="reject at ROUGE-L >= this",
+    )
     si.add_argument(
         "--banned", help="comma-separated banned keywords (default: the paper's image,graph,...)"
     )
@@ -51,15 +104,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     qa = sub.add_parser("self-qa", help="questions and answers from passages")
     qa.add_argument("--passages", required=True, help="passages JSONL {id, text} or a pack dir")
     qa.add_argument("--out", required=True, help="job folder (resumed if it exists)")
-    qa.add_argument("--questions-per-passage", type=int, default=4)
-    qa.add_argument("--max-passages", type=int, help="use the first N passages only")
+    flags.add_flag(
+        qa,
+        "--questions_per_passage",
+        aliases=("--questions-per-passage",),
+        type=int,
+        default=4,
+        help="questions asked of each passage",
+    )
+    flags.add_flag(
+        qa,
+        "--max_passages",
+        aliases=("--max-passages",),
+        type=int,
+        help="use the first N passages only",
+    )
     _backend_arguments(qa)
 
     skg = sub.add_parser("self-kg", help="instructions grounded on KG entities")
     skg.add_argument("--out", required=True, help="job folder (resumed if it exists)")
-    skg.add_argument("--examples-per-entity", type=int, default=4)
-    skg.add_argument("--max-entities", type=int, default=200, help="0: every entity")
-    skg.add_argument("--min-facts", type=int, default=3, help="skip entities with fewer facts")
+    flags.add_flag(
+        skg,
+        "--examples_per_entity",
+        aliases=("--examples-per-entity",),
+        type=int,
+        default=4,
+        help="instructions asked about each entity",
+    )
+    flags.add_flag(
+        skg,
+        "--max_entities",
+        aliases=("--max-entities",),
+        type=int,
+        default=200,
+        help="entities sampled, seeded (0: every entity)",
+    )
+    flags.add_flag(
+        skg,
+        "--min_facts",
+        aliases=("--min-facts",),
+        type=int,
+        default=3,
+        help="skip entities with fewer facts",
+    )
     _backend_arguments(skg)
 
     kg = sub.add_parser("kg", help="extract the Python stdlib knowledge graph as triples JSONL")
@@ -68,7 +155,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     ref = sub.add_parser("refusals", help="write out-of-domain questions with a fixed refusal")
     ref.add_argument("--out", required=True, help="instruction JSONL to write")
-    ref.add_argument("--domain", default="the Python standard library")
+    ref.add_argument(
+        "--domain",
+        default="the Python standard library",
+        help="the domain named in the refusal",
+    )
 
     rep = sub.add_parser("report", help="(re)write a job folder's report")
     rep.add_argument("dir", help="a job folder")
@@ -76,15 +167,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _generator(args: argparse.Namespace):
     from vertjax import errors
-    from vertjax.synth import backends, kg
+    from vertjax.generators import openai_chat
+    from vertjax.synth import kg, template_backend
 
     if args.backend == "template":
         triples = kg.load_triples(args.triples) if args.triples else None
-        return backends.TemplateGenerator(triples)
+        return template_backend.TemplateGenerator(triples)
     if args.backend == "openai":
         if not args.base_url or not args.model:
-            raise errors.ConfigError("--backend openai needs --base-url and --model")
-        return backends.OpenAIChatGenerator(
+            raise errors.ConfigError("--backend openai needs --base_url and --model")
+        return openai_chat.OpenAIChatGenerator(
             args.base_url,
             args.model,
             api_key_env=args.api_key_env,
@@ -95,7 +187,9 @@ def _generator(args: argparse.Namespace):
         )
     if not args.checkpoint or not args.vocab:
         raise errors.ConfigError("--backend t5 needs --checkpoint and --vocab")
-    return backends.T5Generator(args.checkpoint, args.vocab, batch_size=args.batch_size)
+    from vertjax.generators import t5
+
+    return t5.T5Generator.from_run_dir(args.checkpoint, args.vocab, batch_size=args.batch_size)
 
 
 def _finish(out: str, summary: dict, title: str) -> int:

@@ -38,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--text_key", default="text", help="JSONL field holding the text")
     parser.add_argument("--extra_ids", type=int, default=100, help="sentinels added by seqio")
-    parser.add_argument("--character_coverage", type=float, default=0.9995)
+    parser.add_argument(
+        "--character_coverage",
+        type=float,
+        default=0.9995,
+        help="share of characters the SentencePiece alphabet covers (the rest map to unk)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="SentencePiece sampling seed")
 
 

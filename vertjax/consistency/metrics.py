@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vertjax import errors
+from vertjax import errors, io_utils
 from vertjax.consistency import nli_data
 
 
@@ -137,7 +137,6 @@ def plot_calibration(
     import matplotlib.pyplot as plt
 
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     for name, bins in systems.items():
@@ -155,8 +154,7 @@ def plot_calibration(
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with io_utils.atomic_file(path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

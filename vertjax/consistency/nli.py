@@ -13,16 +13,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vertjax import errors
 from vertjax.consistency import nli_data
 
+if TYPE_CHECKING:
+    from vertjax.generators.t5 import T5Client
+
 PathLike = str | os.PathLike
 Judge = Callable[[str, str], bool]
-_LENGTH_BUCKET = 64
+MIN_INPUT_BUCKET = 64  # encoder lengths are padded to powers of two from here (few compilations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,17 +65,13 @@ def check_label_length(
     return len(ids[longest])
 
 
-def _bucket(length: int) -> int:
-    return max(_LENGTH_BUCKET, -(-length // _LENGTH_BUCKET) * _LENGTH_BUCKET)
-
-
 class Scorer:
-    """P(entailment) for (premise, hypothesis) pairs from a trained T5 NLI checkpoint.
+    """P(entailment) for (premise, hypothesis) pairs from a trained T5 NLI judge.
 
     Args:
-      checkpoint_dir: a run dir or `checkpoint_<step>` dir (`vertjax.train.checkpoints`).
-      vocab_path: the SentencePiece vocab the model was trained with (dir or spm.model).
-      labels: the label strings the model was trained to emit.
+      client: the loaded judge — a seq2seq T5 or an NLI classifier (`models.nli_classifier`);
+        `Scorer.from_run_dir(checkpoint_dir, vocab_path)` loads either kind of run.
+      labels: the label strings the model was trained to emit (a classifier scores its own).
       positive_label: the label whose probability is returned (default: `labels[0]`).
       max_premise_tokens / window_stride: premise window length and step, in tokens (default:
         a classifier's training budget, else 384; the stride two thirds of the window).
@@ -83,8 +82,7 @@ class Scorer:
 
     def __init__(
         self,
-        checkpoint_dir: PathLike,
-        vocab_path: PathLike,
+        client: T5Client,
         *,
         labels: Sequence[str] = nli_data.NLI_LABELS,
         positive_label: str | None = None,
@@ -93,56 +91,18 @@ class Scorer:
         max_hypothesis_tokens: int | None = None,
         batch_size: int = 48,
     ):
-        from vertjax.models import encoder_decoder, nli_classifier
+        import jax
 
-        if nli_classifier.is_classifier_run(checkpoint_dir):
-            from vertjax.data import vocab as vocab_lib
-
-            model, params = nli_classifier.load_classifier(str(checkpoint_dir))
-            vocabulary = vocab_lib.load_vocab(vocab_path)
+        model = client.model
+        self.is_classifier = hasattr(model, "log_probs")
+        if self.is_classifier:
             labels = model.labels  # the classifier's own label set
             budgets = (model.premise_tokens, model.hypothesis_tokens)  # as it was trained
         else:
-            loaded = encoder_decoder.load_pretrained(checkpoint_dir, vocab_path)
-            model, params, vocabulary = loaded.model, loaded.params, loaded.vocabulary
             budgets = (384, 128)
         max_premise_tokens = max_premise_tokens or budgets[0]
         max_hypothesis_tokens = max_hypothesis_tokens or budgets[1]
         window_stride = window_stride or max(1, max_premise_tokens * 2 // 3)
-        self._setup(
-            model=model,
-            params=params,
-            vocabulary=vocabulary,
-            labels=labels,
-            positive_label=positive_label,
-            max_premise_tokens=max_premise_tokens,
-            window_stride=window_stride,
-            max_hypothesis_tokens=max_hypothesis_tokens,
-            batch_size=batch_size,
-        )
-
-    @classmethod
-    def from_model(cls, model: Any, params: Any, vocabulary: Any, **options: Any) -> Scorer:
-        """A scorer over an in-memory model (tests, a pipeline that already holds the params)."""
-        scorer = cls.__new__(cls)
-        scorer._setup(model=model, params=params, vocabulary=vocabulary, **options)
-        return scorer
-
-    def _setup(
-        self,
-        *,
-        model: Any,
-        params: Any,
-        vocabulary: Any,
-        labels: Sequence[str] = nli_data.NLI_LABELS,
-        positive_label: str | None = None,
-        max_premise_tokens: int = 384,
-        window_stride: int = 256,
-        max_hypothesis_tokens: int = 128,
-        batch_size: int = 48,
-    ) -> None:
-        import jax
-
         labels = tuple(labels)
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise errors.ConfigError(f"labels must be at least two distinct strings, got {labels}")
@@ -154,20 +114,14 @@ class Scorer:
                 f"need 0 < window_stride <= max_premise_tokens, got {window_stride}, "
                 f"{max_premise_tokens}"
             )
-        if vocabulary.vocab_size > model.config.vocab_size:
-            raise errors.CheckpointError(
-                f"the vocab has {vocabulary.vocab_size} ids but the model only "
-                f"{model.config.vocab_size}: is this the vocab it was trained with?"
-            )
-        self.model, self.params, self.vocabulary = model, params, vocabulary
+        self.client, self.vocabulary = client, client.vocabulary
         self.labels, self.positive_label = labels, positive_label
         self.max_premise_tokens, self.window_stride = max_premise_tokens, window_stride
         self.max_hypothesis_tokens, self.batch_size = max_hypothesis_tokens, batch_size
-        self.is_classifier = hasattr(model, "log_probs")
         if self.is_classifier:  # the T5-encoder classifier: one forward pass gives every label
             self._log_probs_fn = jax.jit(model.log_probs)
             return
-        label_ids = label_token_ids(vocabulary, labels)
+        label_ids = label_token_ids(self.vocabulary, labels)
         width = max(len(ids) for ids in label_ids)
         self._targets = np.zeros((len(labels), width), np.int32)
         for i, ids in enumerate(label_ids):
@@ -175,6 +129,23 @@ class Scorer:
         self._decoder_inputs = np.zeros_like(self._targets)
         self._decoder_inputs[:, 1:] = self._targets[:, :-1]
         self._score_fn = jax.jit(model.score_batch)
+
+    @classmethod
+    def from_run_dir(cls, checkpoint_dir: PathLike, vocab_path: PathLike, **options: Any) -> Scorer:
+        """A scorer over a run dir or `checkpoint_<step>` dir (seq2seq T5 or NLI classifier) and
+        the SentencePiece vocab it was trained with; `options` are the constructor's keyword
+        arguments (gin binds this one)."""
+        from vertjax.data import vocab as vocab_lib
+        from vertjax.generators import t5
+        from vertjax.models import nli_classifier
+
+        if nli_classifier.is_classifier_run(checkpoint_dir):
+            model, params = nli_classifier.load_classifier(str(checkpoint_dir))
+            vocabulary = vocab_lib.load_vocab(vocab_path)
+            client = t5.T5Client(model, params, vocabulary, name=str(checkpoint_dir))
+        else:
+            client = t5.T5Client.from_run_dir(checkpoint_dir, vocab_path)
+        return cls(client, **options)
 
     # ------------------------------------------------------------------------------------------
     def premise_windows(self, premise: str) -> list[str]:
@@ -193,29 +164,38 @@ class Scorer:
         hyp_ids = list(self.vocabulary.encode(hypothesis))
         if len(hyp_ids) > self.max_hypothesis_tokens:
             hypothesis = self.vocabulary.decode(hyp_ids[: self.max_hypothesis_tokens])
-        ids = list(self.vocabulary.encode(nli_data.format_input(premise, hypothesis)))
-        limit = self.max_premise_tokens + self.max_hypothesis_tokens + 16
-        return ids[: limit - 1] + [self.vocabulary.eos_id]
+        return self.client.encode(
+            nli_data.format_input(premise, hypothesis), max_length=self._input_limit
+        )
+
+    @property
+    def _input_limit(self) -> int:
+        """Most input tokens of a pair (premise window + hypothesis + prompt words + EOS)."""
+        return self.max_premise_tokens + self.max_hypothesis_tokens + 16
 
     def label_log_probs(self, inputs: Sequence[Sequence[int]]) -> np.ndarray:
         """log P(label | input) `[len(inputs), num_labels]` from each label's teacher-forced score."""
+        from vertjax.generators import t5
+
         num_labels = len(self.labels)
         rows = [ids for ids in inputs for _ in range(num_labels)]
         scores = np.zeros(len(rows), np.float32)
         width = self._targets.shape[1]
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
-            length = _bucket(max(len(ids) for ids in chunk))
-            encoder = np.zeros((self.batch_size, length), np.int32)
-            for i, ids in enumerate(chunk):
-                encoder[i, : len(ids)] = ids
+            encoder = t5.pad_rows(
+                chunk,
+                batch_size=self.batch_size,
+                min_length=MIN_INPUT_BUCKET,
+                max_length=self._input_limit,
+            )
             label_index = np.arange(start, start + self.batch_size) % num_labels
             batch = {
                 "encoder_input_tokens": encoder,
                 "decoder_input_tokens": self._decoder_inputs[label_index].reshape(-1, width),
                 "decoder_target_tokens": self._targets[label_index].reshape(-1, width),
             }
-            out = np.asarray(self._score_fn(self.params, batch))
+            out = np.asarray(self._score_fn(self.client.params, batch))
             scores[start : start + len(chunk)] = out[: len(chunk)]
         scores = scores.reshape(len(inputs), num_labels)
         return scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
@@ -237,7 +217,8 @@ class Scorer:
                 ),
             }
             rows = min(self.batch_size, len(pairs) - start)
-            out[start : start + rows] = np.asarray(self._log_probs_fn(self.params, batch))[:rows]
+            log_probs = self._log_probs_fn(self.client.params, batch)
+            out[start : start + rows] = np.asarray(log_probs)[:rows]
         return out
 
     def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[Prediction]:

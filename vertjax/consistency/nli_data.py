@@ -4,7 +4,7 @@ synthesised offline from a domain passage corpus.
 Every record is `{id, premise, hypothesis, label, inputs, targets, ...}` with
 `inputs = "hypothesis: H premise: P"` (`format_input`) and `targets` the label word (3-way `entailment|neutral|
 contradiction`, or TRUE's binary `consistent|inconsistent`), so the same JSONL feeds a seqio
-`seq2seq` task, `vertjax consistency eval` and the lexical baseline.
+`seq2seq` task, `vertjax eval consistency` and the lexical baseline.
 
 Synthesis (no downloads): for a window of prose sentences from a passage (the premise),
 - entailment: one of its sentences, lightly trimmed or rephrased;

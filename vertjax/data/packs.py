@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -103,14 +102,11 @@ def fetch_deb(package: str, *, cache: pathlib.Path) -> tuple[pathlib.Path, str]:
         raise errors.DataError(f"`apt-get download {package}` produced no .deb", path=debs)
     deb = found[-1]
     version = deb.name.split("_")[1].replace("%3a", ":")
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=cache / "apt", prefix=f".{package}."))
     try:
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True, capture_output=True)
-        (tmp / ".vertjax-version").write_text(version + "\n", encoding="utf-8")
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
+        with io_utils.atomic_dir(root) as tmp:
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True, capture_output=True)
+            (tmp / ".vertjax-version").write_text(version + "\n", encoding="utf-8")
     except subprocess.CalledProcessError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise errors.DataError(
             f"dpkg-deb could not unpack: {e.stderr.decode()[-200:]}", path=deb
         ) from None
@@ -389,12 +385,7 @@ def build_pack(
         s: {"documents": 0, "passages": 0, "chars": 0, "tokens": 0} for s in chunking.SPLITS
     }
     near_dups = chunking.NearDuplicateFilter(threshold=dedup_threshold)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for pattern in (f".{out.name}.building.*", f".{out.name}.old.*"):  # a killed build's
-        for left in out.parent.glob(pattern):
-            shutil.rmtree(left, ignore_errors=True)
-    tmp = io_utils.make_temp_dir(parent=out.parent, prefix=f".{out.name}.building.")
-    try:
+    with io_utils.atomic_dir(out) as tmp:  # also removes what a killed build left
         files = {s: (tmp / f"{s}.jsonl").open("w", encoding="utf-8") for s in chunking.SPLITS}
         try:
             for document in documents:
@@ -451,10 +442,6 @@ def build_pack(
             },
         }
         io_utils.atomic_write_json(tmp / MANIFEST, manifest)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -477,17 +464,6 @@ def _check_out(out: pathlib.Path) -> None:
             " choose another --out",
             path=out,
         )
-
-
-def _replace_dir(new: pathlib.Path, out: pathlib.Path) -> None:
-    """Renames `new` to `out`; an earlier build at `out` is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old.{os.getpid()}")
-        os.replace(out, old)
-    os.replace(new, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(pack_dir: str | os.PathLike) -> dict[str, Any]:

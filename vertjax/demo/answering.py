@@ -129,7 +129,7 @@ def run(
         index_dir=out_dir / "index", pack_dir=pack_dir, ood_dir=out_dir / "ood"
     )
     if nli_run_dir is not None and vocab_dir is not None:
-        system.consistency_scorer = nli.Scorer(nli_run_dir, vocab_dir)
+        system.consistency_scorer = nli.Scorer.from_run_dir(nli_run_dir, vocab_dir)
     consistency = type(system.consistency_scorer).__name__
 
     in_domain = list(

@@ -69,7 +69,7 @@ def run(
     budget in tokens either way.
 
     Returns `{run_dir, vocab_dir, data_dir, train_seconds, eval: {name: metrics summary}}`. Build
-    a `nli.Scorer(run_dir, vocab_dir)` from it to check the demo's answers
+    a `nli.Scorer.from_run_dir(run_dir, vocab_dir)` from it to check the demo's answers
     (`postprocess.postprocess_answer(..., predict=scorer.predict)`).
     """
     if mode not in ("classifier", "seq2seq"):
@@ -142,7 +142,7 @@ def run(
     )
     seconds = time.perf_counter() - start
     checkpoints.resolve_checkpoint(run_dir)
-    scorer = nli.Scorer(
+    scorer = nli.Scorer.from_run_dir(
         run_dir,
         vocab_dir,
         max_premise_tokens=premise_tokens,

@@ -86,10 +86,8 @@ def _plot_lengths(
         ax.set_ylabel("passages")
         ax.set_title(title)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        with io_utils.atomic_file(path, "wb") as f:
+            fig.savefig(f, format="png")
     finally:
         plt.close(fig)
 

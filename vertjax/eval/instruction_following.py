@@ -1,10 +1,10 @@
 """Instruction-following quality: ROUGE-L of a model's greedy outputs against reference outputs.
 
 Held-out instruction records `{id, instruction, input, output, source, ...}` are formatted exactly
-as instruction tuning formats them (`vertjax.synth.refusals.format_inputs`), decoded in fixed-size
-batches with `decoding.decode_batch`, and each prediction is scored against its record's `output`
-with ROUGE-L F1 from `rouge-score` (the Self-Instruct paper's metric; its default tokenizer
-lowercases and keeps ASCII letters and digits). The summary holds the mean over all records and
+as instruction tuning formats them (`vertjax.synth.refusals.format_inputs`), decoded greedily in
+fixed-size batches by a `vertjax.generators.t5.T5Client`, and each prediction is scored against
+its record's `output` with ROUGE-L F1 from `rouge-score` (the Self-Instruct paper's metric; its
+default tokenizer lowercases and keeps ASCII letters and digits). The summary holds the mean over all records and
 per group (e.g. per `source`), plus exact match after whitespace normalisation.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from vertjax import errors, io_utils
+from vertjax.generators.t5 import T5Client
 
 RECORD_KEYS = ("id", "instruction", "input", "output")
-MIN_INPUT_BUCKET = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,55 +81,29 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def encode_inputs(
-    vocabulary: Any, texts: Sequence[str], *, batch_size: int, max_input_length: int
-) -> np.ndarray:
-    """`[batch_size, bucket]` int32 encoder inputs: eos-terminated, truncated, 0-padded.
-
-    The length is rounded up to a power of two (at least `MIN_INPUT_BUCKET`, at most
-    `max_input_length`) so that few shapes, hence few compilations, occur.
-    """
-    if len(texts) > batch_size:
-        raise errors.ConfigError(f"{len(texts)} texts do not fit a batch of {batch_size}")
-    rows = [vocabulary.encode(t)[: max_input_length - 1] + [vocabulary.eos_id] for t in texts]
-    longest = max(len(r) for r in rows)
-    bucket = min(max_input_length, max(MIN_INPUT_BUCKET, 1 << (longest - 1).bit_length()))
-    tokens = np.zeros((batch_size, bucket), np.int32)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = row
-    return tokens
-
-
 def generate(
-    model: Any,
-    params: Any,
-    vocabulary: Any,
+    client: T5Client,
     texts: Sequence[str],
     *,
     batch_size: int = 32,
     max_input_length: int = 128,
     max_decode_length: int = 64,
 ) -> list[str]:
-    """Greedy outputs of `model` for each input text, decoded to strings (eos and padding cut)."""
-    from vertjax.models import decoding
-
+    """Greedy outputs of the client's T5 for each input text, decoded to strings (eos and padding
+    cut); inputs go in fixed-size batches padded to a length bucket (`T5Client.encoder_batch`)."""
     if batch_size < 1 or max_input_length < 2 or max_decode_length < 1:
         raise errors.ConfigError(
             "generate needs batch_size >= 1, max_input_length >= 2 and max_decode_length >= 1"
         )
     outputs: list[str] = []
     for chunk in _batches(list(texts), batch_size):
-        tokens = encode_inputs(
-            vocabulary, chunk, batch_size=batch_size, max_input_length=max_input_length
-        )
-        decoded = decoding.decode_batch(
-            model, params, tokens, max_decode_length=max_decode_length, method="greedy"
-        )
+        tokens = client.encoder_batch(chunk, batch_size=batch_size, max_length=max_input_length)
+        decoded = client.decode_batch(tokens, max_decode_length=max_decode_length, method="greedy")
         ids = np.asarray(decoded.tokens)
         for row in ids[: len(chunk)]:
             row = row.tolist()
-            end = row.index(decoding.EOS_ID) if decoding.EOS_ID in row else len(row)
-            outputs.append(vocabulary.decode(row[:end]))
+            end = row.index(client.eos_id) if client.eos_id in row else len(row)
+            outputs.append(client.vocabulary.decode(row[:end]))
     return outputs
 
 
@@ -146,9 +120,7 @@ def _aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def evaluate(
-    model: Any,
-    params: Any,
-    vocabulary: Any,
+    client: T5Client,
     records: Sequence[Mapping[str, Any]],
     *,
     group_key: str = "source",
@@ -159,6 +131,7 @@ def evaluate(
     """Decodes every record's formatted instruction and scores it against the record's output.
 
     Args:
+      client: the T5 to evaluate (`T5Client.from_run_dir(checkpoint, vocab)`).
       records: instruction records (see `load_records`); `group_key` names the field the
         per-group means are taken over (records without it fall in group '').
       batch_size / max_input_length / max_decode_length: decoding shape (greedy).
@@ -169,9 +142,7 @@ def evaluate(
         raise errors.DataError("no instruction records to evaluate")
     inputs = [refusals.format_inputs(r["instruction"], r["input"]) for r in records]
     predictions = generate(
-        model,
-        params,
-        vocabulary,
+        client,
         inputs,
         batch_size=batch_size,
         max_input_length=max_input_length,

@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from vertjax import io_utils
+
 
 def plot_vs_k(
     curves: Mapping[str, Mapping[str, Sequence[float]]],
@@ -54,10 +56,8 @@ def plot_vs_k(
         figure.suptitle(title)
     figure.tight_layout()
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with io_utils.atomic_file(path, "wb") as f:
+        figure.savefig(f, format="png")
     return path
 
 

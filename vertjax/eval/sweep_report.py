@@ -135,10 +135,9 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> 
     axes[0].legend(fontsize=8)
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    with io_utils.atomic_file(out, "wb") as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vertjax import errors, io_utils
-from vertjax.models import encoder_decoder, layers, losses, t5
+from vertjax.models import encoder_decoder, layers, losses, t5, t5_encoder
 
 logger = logging.getLogger(__name__)
 Array = jax.Array
@@ -38,11 +38,7 @@ class EncoderTower(nn.Module):
     projection_dim: int
 
     def setup(self) -> None:
-        cfg = self.config
-        self.token_embedder = layers.Embed(
-            num_embeddings=cfg.vocab_size, features=cfg.emb_dim, dtype=cfg.activation_dtype
-        )
-        self.encoder = t5.Encoder(cfg, shared_embedding=self.token_embedder)
+        self.token_embedder, self.encoder = t5_encoder.embedder_and_encoder(self.config)
         self.projection = layers.Dense(
             self.projection_dim, ("embed", "projection"), dtype=jnp.float32
         )
@@ -217,20 +213,11 @@ class DualEncoderModel:
         The projection (and logit scale) keep their fresh initialisation; for DPR both towers
         start from the same encoder.
         """
-        from vertjax.train import checkpoints
-
-        config, t5_params = checkpoints.load_params(path)
-        if config.emb_dim != self.config.emb_dim or config.vocab_size != self.config.vocab_size:
-            raise errors.CheckpointError(
-                f"{path}: encoder shape (emb_dim {config.emb_dim}, vocab {config.vocab_size}) does "
-                f"not match the retriever's ({self.config.emb_dim}, {self.config.vocab_size})"
-            )
+        pretrained = t5_encoder.pretrained_encoder(path, config=self.config, what="retriever")
         fresh = self.init_params(jax.random.key(0))
         towers = ["tower"] if self.shared else ["question_tower", "passage_tower"]
         for tower in towers:
-            fresh[tower] = dict(fresh[tower])
-            fresh[tower]["token_embedder"] = t5_params["token_embedder"]
-            fresh[tower]["encoder"] = t5_params["encoder"]
+            fresh[tower] = {**fresh[tower], **pretrained}
         cosine = self.pooled_cosine(fresh)
         if cosine > COLLAPSED_COSINE:
             logger.warning(
@@ -243,11 +230,7 @@ class DualEncoderModel:
                 path,
                 cosine,
             )
-        return jax.tree.map(
-            lambda x, a: jax.device_put(jnp.array(x, a.dtype, copy=True), a.sharding),
-            fresh,
-            abstract_params,
-        )
+        return t5_encoder.place_like(fresh, abstract_params)
 
     def pooled_cosine(
         self, params: Any, *, num: int = 16, length: int = 32, seed: int = 0

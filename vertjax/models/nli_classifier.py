@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from vertjax import errors, io_utils
-from vertjax.models import encoder_decoder, layers, t5
+from vertjax.models import encoder_decoder, layers, t5, t5_encoder
 
 Array = jax.Array
 CLASSIFIER_CONFIG_FILE = "nli_classifier_config.json"
@@ -69,11 +69,7 @@ class AlignmentNLI(nn.Module):
     num_labels: int
 
     def setup(self) -> None:
-        cfg = self.config
-        self.token_embedder = layers.Embed(
-            num_embeddings=cfg.vocab_size, features=cfg.emb_dim, dtype=cfg.activation_dtype
-        )
-        self.encoder = t5.Encoder(cfg, shared_embedding=self.token_embedder)
+        self.token_embedder, self.encoder = t5_encoder.embedder_and_encoder(self.config)
         self.head = AlignmentHead(self.hidden_dim, self.num_labels)
 
     def _features(self, tokens: Array, enable_dropout: bool) -> Array:
@@ -175,22 +171,9 @@ class NLIClassifierModel:
 
     def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
         """Starts the encoder and embeddings from a T5 encoder-decoder checkpoint; the head fresh."""
-        from vertjax.train import checkpoints
-
-        config, t5_params = checkpoints.load_params(path)
-        if config.emb_dim != self.config.emb_dim or config.vocab_size != self.config.vocab_size:
-            raise errors.CheckpointError(
-                f"{path}: encoder shape (emb_dim {config.emb_dim}, vocab {config.vocab_size}) does "
-                f"not match the NLI classifier's ({self.config.emb_dim}, {self.config.vocab_size})"
-            )
-        fresh = dict(self.init_params(jax.random.key(0)))
-        fresh["token_embedder"] = t5_params["token_embedder"]
-        fresh["encoder"] = t5_params["encoder"]
-        return jax.tree.map(
-            lambda x, a: jax.device_put(jnp.array(x, a.dtype, copy=True), a.sharding),
-            fresh,
-            abstract_params,
-        )
+        pretrained = t5_encoder.pretrained_encoder(path, config=self.config, what="NLI classifier")
+        fresh = {**self.init_params(jax.random.key(0)), **pretrained}
+        return t5_encoder.place_like(fresh, abstract_params)
 
 
 def is_classifier_run(path: str | pathlib.Path) -> bool:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -146,7 +144,7 @@ class BM25Index:
         return results
 
     def save(self, directory: PathLike) -> pathlib.Path:
-        """Writes `<dir>/bm25/` (manifest last) and `<dir>/passages.jsonl` unless already there."""
+        """Writes `<dir>/bm25/` (swapped in whole, manifest included) and `<dir>/passages.jsonl` unless already there."""
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         passages_path = directory / store.PASSAGES_FILE
@@ -155,8 +153,8 @@ class BM25Index:
             and self.passages.path.resolve() == passages_path.resolve()
         ):
             store.PassageStore.write(passages_path, (self.passages[i] for i in range(self.count)))
-        tmp = pathlib.Path(tempfile.mkdtemp(dir=directory, prefix=".bm25."))
-        try:
+        final = directory / BM25_DIR
+        with io_utils.atomic_dir(final) as tmp:
             self.model.save(os.fspath(tmp), show_progress=False)
             files = {f"{BM25_DIR}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())}
             for name in (store.PASSAGES_FILE, store.PASSAGES_FILE + store.OFFSETS_SUFFIX):
@@ -168,14 +166,8 @@ class BM25Index:
                 "params": self.params,
                 "files": files,
             }
-            final = directory / BM25_DIR
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return io_utils.atomic_write_json(final / MANIFEST_FILE, manifest)
+            io_utils.atomic_write_json(tmp / MANIFEST_FILE, manifest)
+        return final / MANIFEST_FILE
 
     @classmethod
     def load(cls, directory: PathLike, *, verify: bool = True) -> BM25Index:

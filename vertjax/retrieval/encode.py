@@ -407,6 +407,5 @@ def build_index(
         summary.update(method=method, dimension=dense.dimension, params=dense.params)
     if bm25:
         bm25_lib.BM25Index.build(passage_store).save(out)
-        io_utils.share_mode(out / bm25_lib.BM25_DIR)  # BM25Index.save's mkdtemp makes it 0700
     summary["status"] = "built"
     return summary

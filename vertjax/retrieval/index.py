@@ -18,7 +18,6 @@ import json
 import math
 import os
 import pathlib
-import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +28,6 @@ from vertjax.retrieval import store
 from vertjax.retrieval.types import Hit
 
 MANIFEST_FILE = "manifest.json"
-SCANN_TEMP_PREFIX = ".scann."  # a killed save leaves one; the next `index build` removes it
 SCANN_DIR = "scann"
 FORMAT = "vertjax-dense-index"
 VERSION = 1
@@ -443,18 +441,9 @@ def _build_scann(embeddings: np.ndarray, params: Mapping[str, Any]) -> Any:
 
 def _save_scann(searcher: Any, directory: pathlib.Path) -> dict[str, dict[str, Any]]:
     """Serialises into a temp dir with relative asset paths, then swaps it in as `scann/`."""
-    tmp = io_utils.make_temp_dir(parent=directory, prefix=SCANN_TEMP_PREFIX)
-    try:
+    with io_utils.atomic_dir(directory / SCANN_DIR) as tmp:
         searcher.serialize(os.fspath(tmp), relative_path=True)
-        records = {f"{SCANN_DIR}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())}
-        final = directory / SCANN_DIR
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return records
+        return {f"{SCANN_DIR}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())}
 
 
 def _load_scann(directory: pathlib.Path) -> Any:

@@ -2,7 +2,8 @@
 
 Three extractors share one shape, `extractor(questions) -> list[list[str]]`:
 - `FewShotKeywords` (ChatDoctor): a few-shot prompt through any generator callable
-  `generate(prompts) -> texts` (e.g. `from_generator(synth backend)`), comma-separated answer;
+  `generate(prompts) -> texts` (e.g. `from_generator(<a vertjax.generators.Generator>)`),
+  comma-separated answer;
 - `T5Keywords` (ChatLaw): a T5 fine-tuned on the seq2seq task `register_keyword_task` registers
   (`keywords: <question>` -> `k1, k2, ...`), decoded greedily with `decoding.decode_batch`;
 - `LexicalKeywords`: deterministic, offline TF-IDF-style extraction (IDF from the corpus), also
@@ -138,7 +139,7 @@ class FewShotKeywords:
 def from_generator(
     generator: Any, *, max_tokens: int = 32, temperature: float = 0.0, seed: int = 0
 ) -> Callable[[list[str]], list[str]]:
-    """A `generate(prompts) -> texts` callable over a synth backend (`Generator` protocol)."""
+    """A `generate(prompts) -> texts` callable over a `vertjax.generators.Generator`."""
 
     def generate(prompts: list[str]) -> list[str]:
         return generator.generate(
@@ -154,9 +155,9 @@ class T5Keywords:
     def __init__(
         self, checkpoint: PathLike, vocab: PathLike, *, max_tokens: int = 32, limit: int = 8
     ):
-        from vertjax.synth import backends  # its T5Generator decodes with decoding.decode_batch
+        from vertjax.generators import t5  # jax and the model: only when a T5 is asked for
 
-        self.generator = backends.T5Generator(checkpoint, vocab)
+        self.generator = t5.T5Generator.from_run_dir(checkpoint, vocab)
         self.max_tokens, self.limit = max_tokens, limit
 
     def __call__(self, questions: list[str]) -> list[list[str]]:

@@ -102,9 +102,9 @@ class T5Rewriter:
     """A T5 fine-tuned on `format_inputs(history, question)` -> standalone question (greedy)."""
 
     def __init__(self, checkpoint: PathLike, vocab: PathLike, *, max_tokens: int = 64):
-        from vertjax.synth import backends  # its T5Generator decodes with decoding.decode_batch
+        from vertjax.generators import t5  # jax and the model: only when a T5 is asked for
 
-        self.generator = backends.T5Generator(checkpoint, vocab)
+        self.generator = t5.T5Generator.from_run_dir(checkpoint, vocab)
         self.max_tokens = max_tokens
 
     def __call__(self, histories: Sequence[Sequence[str]], questions: Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from vertjax import errors
 from vertjax.retrieval.types import Hit, rerank
 
 DEFAULT_K = 4
@@ -25,6 +26,16 @@ class Reranker(Protocol):
     def scores(self, question: str, passages: Sequence[Hit]) -> list[float]:
         """One score per passage, in the order given."""
         ...
+
+
+def check_settings(*, k: int, most_relevant: str, owner: str) -> None:
+    """`ConfigError` naming `owner.k` / `owner.most_relevant` (gin bindings) when either is invalid."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise errors.ConfigError(f"{owner}.k = {k!r}: k must be an integer >= 1")
+    if most_relevant not in PLACEMENTS:
+        raise errors.ConfigError(
+            f"{owner}.most_relevant = {most_relevant!r}: choose one of {', '.join(PLACEMENTS)}"
+        )
 
 
 def select(
@@ -49,10 +60,7 @@ def select(
       The selected hits in prompt order; `Hit.rank` is each one's relevance rank (1 = best) and
       `Hit.score` the score used for selection.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if most_relevant not in PLACEMENTS:
-        raise ValueError(f"most_relevant must be one of {PLACEMENTS}, got {most_relevant!r}")
+    check_settings(k=k, most_relevant=most_relevant, owner="selection.select")
     hits = list(hits)
     if reranker is not None and hits:
         new_scores = list(reranker.scores(question, hits))
@@ -75,6 +83,13 @@ class KnowledgeSelector:
     min_score: float | None = None
     reranker: Reranker | None = None
     most_relevant: str = "last"
+
+    def __post_init__(
+        self,
+    ) -> None:  # a bad binding fails when the pipeline is built, not per answer
+        check_settings(
+            k=self.k, most_relevant=self.most_relevant, owner="selection.KnowledgeSelector"
+        )
 
     def __call__(self, question: str, hits: Sequence[Hit]) -> list[Hit]:
         return select(

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -104,25 +103,16 @@ class PassageStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         offsets = [0]
         seen: set[str] = set()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            io_utils.share_mode(tmp)
-            with os.fdopen(fd, "wb") as f:
-                for row, passage in enumerate(passages):
-                    record = passage_record(passage, where=f"passage {row}")
-                    if record["id"] in seen:
-                        raise errors.DataError(f"duplicate passage id {record['id']!r} (row {row})")
-                    seen.add(record["id"])
-                    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-                    f.write(line)
-                    offsets.append(offsets[-1] + len(line))
-                f.flush()
-                os.fsync(f.fileno())
+        with io_utils.atomic_file(path, "wb") as f:
+            for row, passage in enumerate(passages):
+                record = passage_record(passage, where=f"passage {row}")
+                if record["id"] in seen:
+                    raise errors.DataError(f"duplicate passage id {record['id']!r} (row {row})")
+                seen.add(record["id"])
+                line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+                f.write(line)
+                offsets.append(offsets[-1] + len(line))
             save_npy(cls.offsets_path(path), np.asarray(offsets, dtype=np.int64))
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
         return cls(path, np.asarray(offsets, dtype=np.int64))
 
     @classmethod
@@ -222,18 +212,8 @@ def passage_record(passage: Mapping[str, Any], *, where: str) -> dict[str, Any]:
 
 def save_npy(path: pathlib.Path, array: np.ndarray) -> pathlib.Path:
     """`np.save` to a temp file in the same folder, then rename (never a half-written `.npy`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        io_utils.share_mode(tmp)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    with io_utils.atomic_file(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
     return path
 
 

@@ -46,11 +46,6 @@ def stable_id(*parts: str) -> str:
     return digest[:16]
 
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 31-bit seed from a base seed and a position (same position, same seed on resume)."""
-    return int(stable_id(str(seed), *map(str, parts))[:8], 16) & 0x7FFFFFFF
-
-
 def make_record(
     *, instruction: str, input_: str, output: str, source: str, meta: dict[str, Any]
 ) -> dict[str, Any]:

@@ -21,11 +21,11 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from vertjax import errors, io_utils
+from vertjax import errors, generators, io_utils
 from vertjax.synth import filters, prompts, report
 
 if TYPE_CHECKING:
-    from vertjax.synth.backends import Generator
+    from vertjax.generators import Generator
 
 JOB = "self-instruct"
 DEFAULT_SEEDS = "seed_tasks.jsonl"
@@ -183,7 +183,7 @@ class _Round:
             prompt_list,
             max_tokens=config.max_tokens,
             temperature=config.temperature,
-            seed=report.derive_seed(config.seed, round_index, "instructions"),
+            seed=generators.derive_seed(config.seed, round_index, "instructions"),
         )
         todo = []
         for j, (prompt, completion) in enumerate(zip(prompt_list, completions, strict=True)):
@@ -240,7 +240,7 @@ class _Round:
                 rendered,
                 max_tokens=8,
                 temperature=0.0,
-                seed=report.derive_seed(config.seed, round_index, "classify"),
+                seed=generators.derive_seed(config.seed, round_index, "classify"),
             )
             kinds = [a.strip().lower().startswith("yes") for a in answers]
         names = [
@@ -258,7 +258,7 @@ class _Round:
             [p for p, _ in rendered_instances],
             max_tokens=config.instance_max_tokens,
             temperature=config.temperature,
-            seed=report.derive_seed(config.seed, round_index, "instances"),
+            seed=generators.derive_seed(config.seed, round_index, "instances"),
         )
         kept = 0
         for (position, instruction, gen_prompt), is_cls, (prompt, template), completion in zip(
@@ -330,7 +330,7 @@ def run_self_instruct(
                 continue
             rounds += 1
             machine = [k["instruction"] for k in log.kept.records if k["meta"]["round"] < r]
-            rng = random.Random(report.derive_seed(config.seed, r, "examples"))
+            rng = random.Random(generators.derive_seed(config.seed, r, "examples"))
             prompt_list = [
                 _examples_prompt(seeds, machine, rng=rng, config=config)
                 for _ in range(config.prompts_per_round)

@@ -15,11 +15,12 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from vertjax import generators
 from vertjax.synth import filters, kg, prompts, report
 
 if TYPE_CHECKING:
     from vertjax import io_utils
-    from vertjax.synth.backends import Generator
+    from vertjax.generators import Generator
 
 JOB = "self-kg"
 _EXAMPLE = re.compile(
@@ -125,7 +126,7 @@ def run_self_kg(
                 [p for p, _ in rendered],
                 max_tokens=config.max_tokens,
                 temperature=config.temperature,
-                seed=report.derive_seed(config.seed, b // config.batch_size),
+                seed=generators.derive_seed(config.seed, b // config.batch_size),
             )
             for entity, (prompt, template), completion in zip(
                 batch, rendered, completions, strict=True

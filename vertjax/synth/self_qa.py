@@ -18,11 +18,11 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from vertjax import errors, io_utils
+from vertjax import errors, generators, io_utils
 from vertjax.synth import filters, kg, prompts, report
 
 if TYPE_CHECKING:
-    from vertjax.synth.backends import Generator
+    from vertjax.generators import Generator
 
 JOB = "self-qa"
 QUESTIONS_FILE = "questions.jsonl"
@@ -229,7 +229,7 @@ def run_self_qa(
                 rendered,
                 max_tokens=config.max_tokens,
                 temperature=config.temperature,
-                seed=report.derive_seed(config.seed, batch_index, "questions"),
+                seed=generators.derive_seed(config.seed, batch_index, "questions"),
             )
             todo = []
             for passage, completion in zip(batch, completions, strict=True):
@@ -274,7 +274,7 @@ def run_self_qa(
                     [meta["prompt"] for _, _, meta in todo],
                     max_tokens=config.max_tokens,
                     temperature=0.0,
-                    seed=report.derive_seed(config.seed, batch_index, "answers"),
+                    seed=generators.derive_seed(config.seed, batch_index, "answers"),
                 )
                 if todo
                 else []

@@ -8,7 +8,7 @@ with 1-based citations into `passages` (the selected passages, in prompt order):
 - `T5AnswerGenerator`: a T5 checkpoint fine-tuned on `vertjax.consistency.citations` records
   (`answer with citations: question: ... passages: [1] ...`); greedy decoding goes through lossless
   reference decoding (`vertjax.models.reference_decoding`) with the passages as the copy source.
-- `BackendAnswerGenerator`: any `vertjax.synth.backends.Generator`, e.g. an OpenAI-compatible
+- `BackendAnswerGenerator`: any `vertjax.generators.Generator`, e.g. an OpenAI-compatible
   server, prompted with the numbered passages and asked to cite them as [n].
 `quote_source` is a `regenerate` callable for the consistency post-processing policy.
 """
@@ -20,12 +20,18 @@ import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from vertjax import errors
 from vertjax.consistency import citations
+from vertjax.generators import openai_chat
 from vertjax.retrieval.keywords import STOPWORDS
 from vertjax.retrieval.types import Hit
+
+if TYPE_CHECKING:
+    from vertjax.generators.t5 import T5Client
 
 PathLike = str | os.PathLike
 Sentence = dict[str, Any]  # {text, citations: [1-based passage numbers]}
@@ -157,10 +163,10 @@ def _passage_records(passages: Sequence[Hit]) -> list[dict[str, str]]:
 
 
 class T5AnswerGenerator:
-    """A T5 checkpoint trained on the ALCE-style citation format (`consistency.citations`).
+    """A T5 trained on the ALCE-style citation format (`consistency.citations`).
 
     Args:
-      checkpoint, vocab: the run dir (or `checkpoint_<step>`) and its SentencePiece vocab.
+      client: the loaded T5 (`T5AnswerGenerator.from_run_dir(checkpoint, vocab)` loads one).
       method: "greedy" (reference decoding when `reference_decoding`), "sample" or "beam".
       max_input_length / max_decode_length: token budgets of the prompt and of the answer.
     """
@@ -169,8 +175,7 @@ class T5AnswerGenerator:
 
     def __init__(
         self,
-        checkpoint: PathLike,
-        vocab: PathLike,
+        client: T5Client,
         *,
         method: str = "greedy",
         reference_decoding: bool = True,
@@ -178,81 +183,42 @@ class T5AnswerGenerator:
         max_decode_length: int = 128,
         draft_length: int = 8,
     ):
-        from vertjax.models import encoder_decoder
-
-        loaded = encoder_decoder.load_pretrained(checkpoint, vocab)
-        self._setup(
-            model=loaded.model,
-            params=loaded.params,
-            vocabulary=loaded.vocabulary,
-            method=method,
-            reference_decoding=reference_decoding,
-            max_input_length=max_input_length,
-            max_decode_length=max_decode_length,
-            draft_length=draft_length,
-        )
-
-    @classmethod
-    def from_model(
-        cls, model: Any, params: Any, vocabulary: Any, **options: Any
-    ) -> T5AnswerGenerator:
-        """A generator over an in-memory model (tests; a pipeline that already holds params)."""
-        generator = cls.__new__(cls)
-        generator._setup(model=model, params=params, vocabulary=vocabulary, **options)
-        return generator
-
-    def _setup(
-        self,
-        *,
-        model: Any,
-        params: Any,
-        vocabulary: Any,
-        method: str = "greedy",
-        reference_decoding: bool = True,
-        max_input_length: int = 512,
-        max_decode_length: int = 128,
-        draft_length: int = 8,
-    ) -> None:
-        if vocabulary.vocab_size > model.config.vocab_size:
-            raise errors.CheckpointError(
-                f"the vocab has {vocabulary.vocab_size} ids but the model only "
-                f"{model.config.vocab_size}: is this the vocab it was trained with?"
-            )
         if method not in ("greedy", "sample", "beam"):
             raise errors.ConfigError(f"method must be greedy, sample or beam, got {method!r}")
-        self.model, self.params, self.vocabulary = model, params, vocabulary
+        self.client = client
         self.method, self.reference_decoding = method, reference_decoding
         self.max_input_length, self.max_decode_length = max_input_length, max_decode_length
         self.draft_length = draft_length
         self.last_stats: dict[str, Any] = {}
 
-    def _encoder_tokens(self, text: str) -> Any:
-        import numpy as np
+    @classmethod
+    def from_run_dir(
+        cls, checkpoint: PathLike, vocab: PathLike, **options: Any
+    ) -> T5AnswerGenerator:
+        """A generator over a trained run dir (or `checkpoint_<step>`) and its SentencePiece
+        vocab; `options` are the constructor's keyword arguments (gin binds this one)."""
+        from vertjax.generators import t5  # jax and the model: only when a T5 is asked for
 
-        ids = list(self.vocabulary.encode(text))[: self.max_input_length - 1]
-        ids.append(self.vocabulary.eos_id)
-        length = max(16, 1 << (len(ids) - 1).bit_length())  # few shapes, few compilations
-        tokens = np.zeros((1, min(length, self.max_input_length)), np.int32)
-        tokens[0, : len(ids)] = ids
-        return tokens
+        return cls(t5.T5Client.from_run_dir(checkpoint, vocab), **options)
 
     def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
-        import numpy as np
+        from vertjax.models import reference_decoding
 
-        from vertjax.models import decoding, reference_decoding
-
+        vocabulary, eos_id = self.client.vocabulary, self.client.eos_id
         prompt = citations.format_inputs(question, _passage_records(passages))
-        tokens = self._encoder_tokens(prompt)
+        tokens = self.client.encoder_batch(
+            [prompt], batch_size=1, max_length=self.max_input_length, min_length=16
+        )
         if self.method == "greedy" and self.reference_decoding:
-            reference = [t for p in passages for t in self.vocabulary.encode(p.text)]
+            reference = [t for p in passages for t in vocabulary.encode(p.text)]
             decoded = reference_decoding.reference_greedy_decode(
-                self.model,
-                self.params,
+                self.client.model,
+                self.client.params,
                 tokens,
                 reference,
                 max_decode_length=self.max_decode_length,
                 draft_length=self.draft_length,
-                eos_id=self.vocabulary.eos_id,
+                eos_id=eos_id,
             )
             ids = decoded.tokens
             self.last_stats = {
@@ -260,23 +226,22 @@ class T5AnswerGenerator:
                 "acceptance_rate": decoded.acceptance_rate,
             }
         else:
-            result = decoding.decode_batch(
-                self.model,
-                self.params,
+            result = self.client.decode_batch(
                 tokens,
                 max_decode_length=self.max_decode_length,
                 method=self.method,
-                eos_id=self.vocabulary.eos_id,
+                eos_id=eos_id,
             )
             ids = np.asarray(result.tokens)[0].tolist()
-        if self.vocabulary.eos_id in ids:
-            ids = ids[: ids.index(self.vocabulary.eos_id)]
-        text = self.vocabulary.decode([i for i in ids if i > 0])
+        if eos_id in ids:
+            ids = ids[: ids.index(eos_id)]
+        text = vocabulary.decode([i for i in ids if i > 0])
         return citations.parse_answer(text, num_passages=len(passages))["sentences"]
 
 
 class BackendAnswerGenerator:
-    """Prompts a synth `Generator` (e.g. `OpenAIChatGenerator`) with the numbered passages."""
+    """Prompts a `vertjax.generators.Generator` (e.g. `OpenAIChatGenerator`) with the numbered
+    passages."""
 
     name = "backend"
 
@@ -312,10 +277,8 @@ def openai_generator(
     *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0
 ) -> BackendAnswerGenerator:
     """A `BackendAnswerGenerator` over an OpenAI-compatible `/v1/chat/completions` server."""
-    from vertjax.synth import backends
-
     return BackendAnswerGenerator(
-        backends.OpenAIChatGenerator(
+        openai_chat.OpenAIChatGenerator(
             base_url, model, api_key_env=api_key_env, timeout=timeout, max_retries=2
         )
     )

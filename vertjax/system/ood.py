@@ -204,9 +204,8 @@ class HashedLogisticClassifier:
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         weights_path = directory / WEIGHTS_FILE
-        tmp = directory / f".{WEIGHTS_FILE}.tmp.npz"
-        np.savez(tmp, weights=self.weights, bias=np.float32(self.bias))
-        os.replace(tmp, weights_path)
+        with io_utils.atomic_file(weights_path, "wb") as f:
+            np.savez(f, weights=self.weights, bias=np.float32(self.bias))
         config = {
             "format": FORMAT,
             "version": VERSION,
