@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gin
@@ -58,8 +59,28 @@ def test_finetune_requires_the_initial_checkpoint():
         gin_utils.check_required_macros()
 
 
+def _finetune_argv(model_dir, initial_checkpoint, files, vocab, steps) -> list[str]:
+    return [
+        "train",
+        "--gin_file=models/t5_1_1/tiny.gin",
+        "--gin_file=runs/finetune.gin",
+        f"--gin.MODEL_DIR={model_dir}",
+        f"--gin.INITIAL_CHECKPOINT_PATH={initial_checkpoint!r}",
+        f"--gin.TRAIN_STEPS={steps}",
+        "--gin.MIXTURE_OR_TASK_NAME=finetune_gin_task",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 32}",
+        f"--gin.VOCAB={vocab}",
+        f"--gin.TRAIN_FILES={files!r}",
+        "--gin.BATCH_SIZE=4",
+        *TINY_MODEL_GIN_BINDINGS,
+        "--gin.VOCAB_SIZE=400",
+    ]
+
+
 @pytest.mark.slow
-def test_finetune_trains_from_scratch_with_dropout_and_a_constant_rate(tmp_path, tiny_vocab):
+def test_finetune_trains_with_dropout_from_scratch_or_from_a_checkpoint_without(
+    tmp_path, tiny_vocab
+):
     records = [{"inputs": r["title"], "targets": r["text"]} for r in tiny_corpus_records()]
     io_utils.write_jsonl(tmp_path / "train.jsonl", records[:180])
     io_utils.write_jsonl(tmp_path / "validation.jsonl", records[180:])
@@ -67,25 +88,22 @@ def test_finetune_trains_from_scratch_with_dropout_and_a_constant_rate(tmp_path,
         "train": str(tmp_path / "train.jsonl"),
         "validation": str(tmp_path / "validation.jsonl"),
     }
-    model_dir = tmp_path / "ft"
-    argv = [
-        "train",
-        "--gin_file=models/t5_1_1/tiny.gin",
-        "--gin_file=runs/finetune.gin",
-        f"--gin.MODEL_DIR={model_dir}",
-        "--gin.INITIAL_CHECKPOINT_PATH=None",
-        "--gin.TRAIN_STEPS=3",
-        "--gin.MIXTURE_OR_TASK_NAME=finetune_gin_task",
-        "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 32}",
-        f"--gin.VOCAB={tiny_vocab}",
-        f"--gin.TRAIN_FILES={files!r}",
-        "--gin.BATCH_SIZE=4",
-        *TINY_MODEL_GIN_BINDINGS,
-        "--gin.VOCAB_SIZE=400",
-    ]
-    assert cli.main(argv) == 0
-    assert checkpoints.CheckpointManager(model_dir, read_only=True).all_steps() == [3]
-    assert checkpoints.load_model_config(model_dir).dropout_rate == 0.1
-    lines = (model_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    scratch = tmp_path / "scratch"
+    assert cli.main(_finetune_argv(scratch, None, files, tiny_vocab, steps=3)) == 0
+    assert checkpoints.CheckpointManager(scratch, read_only=True).all_steps() == [3]
+    assert checkpoints.load_model_config(scratch).dropout_rate == 0.1
+    lines = (scratch / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     rates = {r["train/learning_rate"] for r in map(json.loads, lines) if "train/learning_rate" in r}
     assert rates == {0.001}
+
+    # T5X's recipe: the pretrained checkpoint has dropout 0; fine-tuning adds 0.1.
+    config, params = checkpoints.load_params(scratch)
+    pretrained = tmp_path / "pretrained"
+    checkpoints.save_params(
+        pretrained, config=dataclasses.replace(config, dropout_rate=0.0), params=params
+    )
+    tuned = tmp_path / "tuned"
+    argv = _finetune_argv(tuned, str(pretrained), files, tiny_vocab, steps=2)
+    assert cli.main([*argv, "--gin.NUM_MICROBATCHES=2"]) == 0
+    assert checkpoints.load_model_config(tuned).dropout_rate == 0.1
+    assert checkpoints.CheckpointManager(tuned, read_only=True).all_steps() == [2]

@@ -22,9 +22,12 @@ from vertjax.train import checkpoints, trainer
 
 HERE = pathlib.Path(__file__).resolve().parent
 TOTAL, PERIOD, HANG_AT_STEP = 20, 10, 14
+# The trainer reads the next batch before it logs a step, so the step before the one whose
+# batch hangs is the last one logged.
+LAST_LOGGED = HANG_AT_STEP - 2
 
 # Trains like `_train` below, but the data source blocks forever before step HANG_AT_STEP, so the
-# test can SIGKILL the process at a known point: checkpoint 10 written, steps 11..13 logged.
+# test can SIGKILL the process at a known point: checkpoint 10 written, steps 11..12 logged.
 KILLED_RUN = """
 import sys, time
 sys.path.insert(0, {here!r})
@@ -94,7 +97,7 @@ def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(tmp_path):
             lambda: (
                 (run_dir / f"checkpoint_{PERIOD}").is_dir()
                 and (run_dir / "metrics.jsonl").is_file()
-                and f'"step": {HANG_AT_STEP - 1},' in (run_dir / "metrics.jsonl").read_text("utf-8")
+                and f'"step": {LAST_LOGGED},' in (run_dir / "metrics.jsonl").read_text("utf-8")
             ),
             proc,
         )
@@ -104,7 +107,7 @@ def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    assert [s for s, _ in _logged_losses(run_dir)] == list(range(1, HANG_AT_STEP))
+    assert [s for s, _ in _logged_losses(run_dir)] == list(range(1, LAST_LOGGED + 1))
     # A save the kill interrupted: orbax's temporary directory for a later step, full of junk.
     half_written = run_dir / f"checkpoint_{HANG_AT_STEP}.orbax-checkpoint-tmp-1234567"
     (half_written / "params").mkdir(parents=True)
@@ -115,7 +118,7 @@ def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(tmp_path):
     assert sorted(resumed.losses) == list(range(PERIOD + 1, TOTAL + 1))  # restarted from 10
     for step in range(PERIOD + 1, TOTAL + 1):
         assert resumed.losses[step] == straight.losses[step], step
-    # metrics.jsonl drops the killed run's steps 11..13 and reads as one clean history.
+    # metrics.jsonl drops the killed run's steps 11..12 and reads as one clean history.
     assert _logged_losses(run_dir) == _logged_losses(tmp_path / "straight")
     assert not half_written.exists()
     assert checkpoints.CheckpointManager(run_dir, read_only=True).all_steps() == [PERIOD, TOTAL]

@@ -6,6 +6,7 @@ import json
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -98,7 +99,101 @@ def test_initial_checkpoint_of_another_model_is_refused(tmp_path):
         _train(tmp_path / "run", initial_checkpoint_path=str(tmp_path / "other"))
     message = str(info.value)
     assert str(tmp_path / "other") in message and "\n" not in message
-    assert "cannot restore" in message or "does not match" in message
+    assert "another shape: emb_dim 16 (configured: 32)" in message
+
+
+def test_finetuning_with_dropout_starts_from_a_checkpoint_trained_without(tmp_path):
+    # T5X's recipe: pretrain with dropout 0, fine-tune with 0.1; only shape fields must match.
+    pretrained = tiny_model(dropout_rate=0.0)
+    params = pretrained.init_params(jax.random.key(7))
+    checkpoints.save_params(tmp_path / "pretrained", config=pretrained.config, params=params)
+    tuned = tiny_model(dropout_rate=0.1)
+    started = tuned.load_initial_params(
+        str(tmp_path / "pretrained"), abstract_params=checkpoints.abstract_params_for(tuned.config)
+    )
+    for got, want in zip(jax.tree.leaves(started), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    result = _train(
+        tmp_path / "run",
+        model=tuned,
+        total_steps=2,
+        initial_checkpoint_path=str(tmp_path / "pretrained"),
+    )
+    assert result.step == 2 and all(math.isfinite(v) for v in result.losses.values())
+    assert checkpoints.load_model_config(tmp_path / "run").dropout_rate == 0.1
+
+
+def _nan_update_at(count: int) -> optax.GradientTransformation:
+    """SGD whose update number `count` (0-based) is NaN: finite loss, non-finite new params."""
+    return optax.chain(
+        optax.sgd(1e-2), optax.scale_by_schedule(lambda c: jnp.where(c == count, jnp.nan, 1.0))
+    )
+
+
+def test_non_finite_updated_params_are_never_checkpointed(tmp_path):
+    # Step 2's loss is finite (computed before the update) but its update is NaN: a loss-only
+    # check would save step 2's NaN params as the checkpoint it then calls intact.
+    with pytest.raises(errors.TrainingError) as info:
+        _train(tmp_path, optimizer=_nan_update_at(1), checkpoint_period=2)
+    assert str(info.value).startswith("updated params are not finite at step 2 (loss ")
+    assert "no checkpoint was written" in str(info.value)
+    assert checkpoints.CheckpointManager(tmp_path, read_only=True).all_steps() == []
+
+
+def test_skipping_non_finite_steps_keeps_training_on_finite_params(tmp_path):
+    result = _train(
+        tmp_path,
+        train_data=SyntheticSource(batch_size=8, poison_batch=1),
+        skip_nonfinite_updates=True,
+    )
+    assert result.step == 4 and not math.isfinite(result.losses[2])
+    assert all(math.isfinite(result.losses[s]) for s in (1, 3, 4))
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train/skipped_steps"] for r in records if "train/loss" in r] == [0, 1, 1, 1]
+    _, params = checkpoints.load_params(tmp_path)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_skipping_stops_after_too_many_non_finite_steps_in_a_row(tmp_path):
+    # A skipped step keeps the optimizer state, so this NaN update comes back every step.
+    with pytest.raises(errors.TrainingError) as info:
+        _train(
+            tmp_path,
+            optimizer=_nan_update_at(1),
+            total_steps=8,
+            checkpoint_period=1,
+            skip_nonfinite_updates=True,
+            max_consecutive_nonfinite=3,
+        )
+    assert str(info.value).startswith("updated params are not finite at step 4 (loss ")
+    assert "3 non-finite steps in a row" in str(info.value)
+    assert "the last checkpoint is step 3, whose params are finite" in str(info.value)
+
+
+def test_metrics_come_to_the_host_at_the_log_period_and_catch_nan_before_saving(tmp_path):
+    result = _train(tmp_path / "ok", total_steps=6, checkpoint_period=6, log_period=4)
+    assert sorted(result.losses) == [1, 2, 3, 4, 5, 6]
+    lines = (tmp_path / "ok" / "metrics.jsonl").read_text().splitlines()
+    assert [r["step"] for r in map(json.loads, lines) if "train/loss" in r] == [4, 6]
+    # Batch 2 (step 3) is poisoned; nothing is fetched until the checkpoint at step 4, which the
+    # guard stops before it is written.
+    with pytest.raises(errors.TrainingError, match=r"loss is (inf|nan) at step 3;"):
+        _train(
+            tmp_path / "nan",
+            train_data=SyntheticSource(batch_size=8, poison_batch=2),
+            log_period=4,
+            checkpoint_period=2,
+        )
+    assert checkpoints.CheckpointManager(tmp_path / "nan", read_only=True).all_steps() == [2]
+
+
+def test_microbatched_training_takes_the_full_batch_steps(tmp_path):
+    whole = _train(tmp_path / "whole", total_steps=3)
+    micro = _train(tmp_path / "micro", total_steps=3, num_microbatches=4)
+    for step in (1, 2, 3):
+        assert micro.losses[step] == pytest.approx(whole.losses[step], abs=1e-5)
+    with pytest.raises(errors.ConfigError, match="num_microbatches=3 does not divide"):
+        _train(tmp_path / "bad", num_microbatches=3)
 
 
 def test_batches_are_a_pure_function_of_their_position():

@@ -2,8 +2,9 @@
 
 The trainer, `vertjax eval ppl`, the NLI scorer and decoding all go through this class, so loss
 normalisation and masking are defined once. `load_pretrained` is the one way to open a trained
-checkpoint together with its SentencePiece vocab (infer, the NLI scorer, answer and synthesis
-generators), so every caller refuses a vocab that does not fit the model the same way.
+checkpoint together with its SentencePiece vocab (callers hold the result as a
+`vertjax.generators.t5.T5Client`), so every caller refuses a vocab that does not fit the model the
+same way.
 """
 
 from __future__ import annotations
@@ -109,15 +110,23 @@ class EncoderDecoderModel:
         checkpoints.save_model_config(model_dir, self.config)
 
     def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
-        """Params of another run or a converted checkpoint; its model config must match."""
+        """Params of another run or a converted checkpoint, cast to this model's dtype.
+
+        Only the config fields that fix parameter shapes must match (`T5Config.param_mismatches`):
+        dropout, dtype and the like are the new run's own.
+        """
         from vertjax import errors
         from vertjax.train import checkpoints
 
         model_dir, _ = checkpoints.resolve_checkpoint(path)
         config = checkpoints.load_model_config(model_dir)
-        if config != self.config:  # checked before restoring: orbax's shape errors say less
+        mismatches = self.config.param_mismatches(config)
+        if mismatches:  # checked before restoring: orbax's shape errors say less
+            fields = ", ".join(
+                f"{k} {theirs!r} (configured: {mine!r})" for k, (mine, theirs) in mismatches.items()
+            )
             raise errors.CheckpointError(
-                f"{path}: model config {config} does not match the configured model {self.config}"
+                f"{path}: the checkpoint's model has another shape: {fields}"
             )
         _, params = checkpoints.load_params(path, abstract_params=abstract_params)
         return params

@@ -277,6 +277,9 @@ class GatedMlp(nn.Module):
         return Dense(x.shape[-1], ("mlp", "embed"), dtype=self.dtype, name="wo")(hidden)
 
 
+MLP_ACTIVATIONS = ("linear", "gelu", "gelu_exact", "relu", "silu")
+
+
 def _activation(name: str) -> Callable[[Array], Array]:
     if name == "linear":
         return lambda x: x

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vertjax import errors
 from vertjax.models import layers
 
 Array = jax.Array
@@ -42,9 +43,54 @@ class T5Config:
     relative_attention_max_distance: int = 128
     layer_norm_epsilon: float = 1e-6
 
+    def __post_init__(self) -> None:
+        """`ConfigError` naming the binding for values gin passes through that the model rejects."""
+        unknown = [a for a in self.mlp_activations if a not in layers.MLP_ACTIVATIONS]
+        if unknown or not self.mlp_activations:
+            raise errors.ConfigError(
+                f"t5.T5Config.mlp_activations = {tuple(self.mlp_activations)!r}: choose one or more"
+                f" of {', '.join(layers.MLP_ACTIVATIONS)}"
+            )
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise errors.ConfigError(
+                f"t5.T5Config.dropout_rate = {self.dropout_rate!r}: must be in [0, 1)"
+            )
+
     @property
     def activation_dtype(self) -> Any:
         return jnp.dtype(self.dtype)
+
+    def param_mismatches(self, other: T5Config) -> dict[str, tuple[Any, Any]]:
+        """`{field: (mine, other's)}` for the fields that fix the parameter tree and its shapes.
+
+        Only these must agree for `other`'s checkpoint to start this model: T5X fine-tunes with
+        dropout 0.1 from a checkpoint pretrained without, or in bfloat16 from a float32 one.
+        """
+        return {
+            name: (getattr(self, name), getattr(other, name))
+            for name in PARAM_FIELDS
+            if _normalized(getattr(self, name)) != _normalized(getattr(other, name))
+        }
+
+
+# `T5Config` fields that determine the parameters' names and shapes (the activations name the MLP
+# input kernels `wi_0`, `wi_1`, ...; `logits_via_embedding` removes `logits_dense`).
+PARAM_FIELDS = (
+    "vocab_size",
+    "emb_dim",
+    "num_heads",
+    "head_dim",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "mlp_dim",
+    "mlp_activations",
+    "logits_via_embedding",
+    "relative_attention_num_buckets",
+)
+
+
+def _normalized(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
 
 
 def tiny_config(vocab_size: int) -> T5Config:

@@ -8,6 +8,7 @@ position, so a resumed run sees exactly the batches (and dropout keys) it would 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ import numpy as np
 import optax
 
 from vertjax import errors
-from vertjax.train import checkpoints, metrics_writer, partitioning
+from vertjax.train import checkpoints, metrics_writer, microbatches, partitioning
 
 Batch = Mapping[str, np.ndarray]
 
@@ -79,7 +80,15 @@ def build_steps(
     mesh: jax.sharding.Mesh,
     rules: partitioning.LogicalRules,
     dropout_seed: int,
+    num_microbatches: int = 1,
+    skip_nonfinite_updates: bool = False,
 ) -> Steps:
+    """Jits the train and eval steps for `mesh`.
+
+    The train step reports `finite`: loss, gradients' global norm and every updated parameter
+    are finite. With `skip_nonfinite_updates` a step that is not keeps the previous params and
+    optimizer state (optax's `apply_if_finite`, but also checking the updated params).
+    """
     abstract_params = model.abstract_params()
     logical_axes = model.logical_param_axes()
     param_shardings = partitioning.logical_to_shardings(logical_axes, mesh, rules)
@@ -90,15 +99,28 @@ def build_steps(
     batch_sharding = partitioning.batch_sharding(mesh)
     replicated = partitioning.replicated(mesh)
     use_dropout = model.uses_dropout
+    per_token_mean = getattr(model, "loss_normalizing_factor", None) is None
 
     def train_step(params, opt_state, batch, step):
         rng = jax.random.fold_in(jax.random.key(dropout_seed), step) if use_dropout else None
-        grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
-        (loss, metrics), grads = grad_fn(params, batch, dropout_rng=rng)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
-        return params, opt_state, metrics
+        loss, metrics, grads = microbatches.loss_and_grads(
+            model.loss_fn,
+            params,
+            batch,
+            dropout_rng=rng,
+            num_microbatches=num_microbatches,
+            per_token_mean=per_token_mean,
+        )
+        grad_norm = optax.global_norm(grads)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(new_params)
+        if skip_nonfinite_updates:
+            keep = functools.partial(jnp.where, finite)
+            new_params = jax.tree.map(keep, new_params, params)
+            new_opt_state = jax.tree.map(keep, new_opt_state, opt_state)
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm, finite=finite)
+        return new_params, new_opt_state, metrics
 
     def eval_step(params, batch):
         _, metrics = model.loss_fn(params, batch)
@@ -114,6 +136,12 @@ def build_steps(
         eval_step, in_shardings=(param_shardings, batch_sharding), out_shardings=replicated
     )
     return Steps(train, evaluate, param_shardings, opt_shardings)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    """True when every element of every leaf is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 def _abstract_with_shardings(tree: Any, shardings: Any) -> Any:
@@ -142,6 +170,9 @@ def train(
     initial_checkpoint_path: str | None = None,
     log_period: int = 1,
     progress: bool = True,
+    num_microbatches: int = 1,
+    skip_nonfinite_updates: bool = False,
+    max_consecutive_nonfinite: int = 10,
 ) -> TrainResult:
     """Trains `model` to `total_steps`, resuming from `model_dir` if it holds checkpoints.
 
@@ -152,7 +183,19 @@ def train(
       initial_checkpoint_path: params to start from (continued pretraining, fine-tuning) when
         `model_dir` has no checkpoint yet; the optimizer state starts fresh.
       mesh_shape: `(data, model)`; `-1` takes the remaining devices.
+      log_period: metrics (and the non-finite check) come to the host every `log_period` steps
+        and before every eval and checkpoint, so steps are dispatched without waiting.
+      num_microbatches: split each batch into this many slices and accumulate their gradients
+        (same update, less activation memory).
+      skip_nonfinite_updates: a step whose loss, gradients or updated params are not finite
+        leaves params and optimizer state unchanged (counted in `train/skipped_steps`);
+        training stops after `max_consecutive_nonfinite` such steps in a row. False: the first
+        one stops training. Either way no non-finite params are ever checkpointed.
     """
+    if num_microbatches < 1:
+        raise errors.ConfigError(f"num_microbatches must be >= 1, got {num_microbatches}")
+    if log_period < 1:
+        raise errors.ConfigError(f"log_period must be >= 1, got {log_period}")
     if not model_dir:
         raise errors.ConfigError("MODEL_DIR is not set (pass --gin.MODEL_DIR=...)")
     check_vocab_fits(model=model, data=train_data)
@@ -164,7 +207,13 @@ def train(
     )
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         steps = build_steps(
-            model=model, optimizer=optimizer, mesh=mesh, rules=rules, dropout_seed=seed + 1
+            model=model,
+            optimizer=optimizer,
+            mesh=mesh,
+            rules=rules,
+            dropout_seed=seed + 1,
+            num_microbatches=num_microbatches,
+            skip_nonfinite_updates=skip_nonfinite_updates,
         )
         manager = checkpoints.CheckpointManager(
             model_dir, max_to_keep=keep_checkpoints, async_save=async_checkpointing
@@ -188,6 +237,11 @@ def train(
                 initial_checkpoint_path=initial_checkpoint_path,
                 log_period=log_period,
                 progress=progress,
+                guard=_NonFiniteGuard(
+                    manager=manager,
+                    skip=skip_nonfinite_updates,
+                    max_consecutive=max_consecutive_nonfinite if skip_nonfinite_updates else 1,
+                ),
             )
         finally:
             manager.wait_until_finished()
@@ -259,6 +313,7 @@ def _run(
     initial_checkpoint_path,
     log_period,
     progress,
+    guard,
 ) -> TrainResult:
     from tqdm import tqdm
 
@@ -287,45 +342,110 @@ def _run(
         unit="step",
         disable=not progress or jax.process_index() != 0,
     )
+    pending: list[tuple[int, Any]] = []  # (step, metrics on the devices) not yet checked
+    window_start = time.perf_counter()
+    batch = _next_batch(batches, mesh) if step < total_steps else None
     try:
         while step < total_steps:
-            try:
-                local_batch = next(batches)
-            except StopIteration:
+            if batch is None:
                 raise errors.TrainingError(
                     f"training data ran out at step {step}; use num_epochs=None or fewer steps"
-                ) from None
-            batch = partitioning.global_batch(dict(local_batch), mesh)
-            start = time.perf_counter()
+                )
             params, opt_state, metrics = steps.train(params, opt_state, batch, np.int32(step))
-            metrics = jax.device_get(metrics)
-            step_time = time.perf_counter() - start
             step += 1
             batches_consumed += 1
-            loss = float(metrics["loss"])
-            if not math.isfinite(loss):
-                raise errors.TrainingError(
-                    f"loss is {loss} at step {step}; the last checkpoint is step "
-                    f"{manager.latest_step()} (lower the learning rate or check the data)"
-                )
-            losses[step] = loss
-            if step % log_period == 0 or step == total_steps:
-                writer.write(step, _train_summary(metrics, step_time, step, learning_rate_fn))
-            bar.set_postfix(loss=f"{loss:.4f}")
-            bar.update(1)
-            if eval_data is not None and eval_period and step % eval_period == 0:
+            pending.append((step, metrics))
+            # Put the next batch on the devices while this step runs.
+            batch = _next_batch(batches, mesh) if step < total_steps else None
+            log_now = step % log_period == 0 or step == total_steps
+            eval_now = eval_data is not None and eval_period and step % eval_period == 0
+            save_now = step % checkpoint_period == 0 or step == total_steps
+            if not (log_now or eval_now or save_now):
+                continue
+            # Checked before anything reads the params: no non-finite params are evaluated or
+            # checkpointed.
+            fetched = jax.device_get([m for _, m in pending])
+            step_time = (time.perf_counter() - window_start) / len(pending)
+            for (at, _), values in zip(pending, fetched, strict=True):
+                guard.check(at, values)
+                losses[at] = float(values["loss"])
+            bar.set_postfix(loss=f"{losses[step]:.4f}")
+            bar.update(len(pending))
+            pending.clear()
+            if log_now:
+                summary = _train_summary(fetched[-1], step_time, step, learning_rate_fn)
+                writer.write(step, dict(summary, **guard.summary()))
+            if eval_now:
                 writer.write(step, evaluate(steps.eval, params, eval_data, eval_batches, mesh))
-            if step % checkpoint_period == 0 or step == total_steps:
+            if save_now:
                 manager.save(
                     step,
                     params=params,
                     opt_state=opt_state,
                     data_state={"batches_consumed": batches_consumed},
                 )
+            window_start = time.perf_counter()
     finally:
         bar.close()
         writer.close()
     return TrainResult(step=step, losses=losses, model_dir=model_dir)
+
+
+def _next_batch(batches: Iterator[Batch], mesh) -> dict[str, jax.Array] | None:
+    """The next batch, sharded onto the devices (transfer started), or None when data ran out."""
+    try:
+        local_batch = next(batches)
+    except StopIteration:
+        return None
+    return partitioning.global_batch(dict(local_batch), mesh)
+
+
+class _NonFiniteGuard:
+    """Stops training at a non-finite step (or, when skipping, after `max_consecutive` in a row).
+
+    Steps are checked before their params are evaluated or saved, so every checkpoint it names
+    holds finite params.
+    """
+
+    def __init__(self, *, manager: checkpoints.CheckpointManager, skip: bool, max_consecutive: int):
+        if max_consecutive < 1:
+            raise errors.ConfigError(
+                f"max_consecutive_nonfinite must be >= 1, got {max_consecutive}"
+            )
+        self.manager = manager
+        self.skip = skip
+        self.max_consecutive = max_consecutive
+        self.streak = 0
+        self.skipped = 0
+
+    def check(self, step: int, metrics: Mapping[str, Any]) -> None:
+        if bool(metrics["finite"]):
+            self.streak = 0
+            return
+        self.streak += 1
+        self.skipped += 1
+        if self.streak < self.max_consecutive:
+            logging.warning("step %d is not finite; its update was skipped", step)
+            return
+        loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+        if not math.isfinite(loss):
+            what = f"loss is {loss} at step {step}"
+        elif not math.isfinite(grad_norm):
+            what = f"gradient norm is {grad_norm} at step {step} (loss {loss:.4g})"
+        else:
+            what = f"updated params are not finite at step {step} (loss {loss:.4g})"
+        if self.skip:
+            what += f", after {self.streak} non-finite steps in a row (all skipped)"
+        latest = self.manager.latest_step()
+        saved = (
+            "no checkpoint was written"
+            if latest is None
+            else f"the last checkpoint is step {latest}, whose params are finite"
+        )
+        raise errors.TrainingError(f"{what}; {saved} (lower the learning rate or check the data)")
+
+    def summary(self) -> dict[str, float]:
+        return {"train/skipped_steps": float(self.skipped)} if self.skip else {}
 
 
 def _train_summary(
