@@ -85,6 +85,10 @@ CASES = {
         dict(drop=("--gin.MODEL_DIR",)),
         "required gin macros not set: MODEL_DIR (pass --gin.MODEL_DIR=...)",
     ),
+    "non_integer_steps": (
+        dict(extra=("--gin.TRAIN_STEPS=abc",)),
+        "trainer.train.total_steps = 'abc': must be an integer >= 0",
+    ),
     "bad_jsonl_line": (dict(train="bad_line"), "bad_line.jsonl:4: invalid JSON"),
     "non_utf8": (dict(train="latin1"), "latin1.jsonl:4: line is not valid UTF-8"),
     "empty_corpus": (dict(train="empty"), "empty.jsonl: no records (empty file)"),

@@ -178,6 +178,23 @@ def test_unset_required_macros_are_all_named(gin_dir):
     gin_utils.check_required_macros()
 
 
+def _needs_a_rate(rate=gin.REQUIRED):
+    return rate
+
+
+def _fails(message: str):
+    raise ValueError(message)
+
+
+def test_call_configurable_converts_only_gins_missing_bindings():
+    with pytest.raises(errors.ConfigError, match=r"^gin: Required bindings for `needs_a_rate`"):
+        gin_utils.call_configurable(gin.external_configurable(_needs_a_rate, "needs_a_rate"))
+    # A library error whose text happens to contain "gin" (engine, origin) stays what it is.
+    for message in ("the engine stalled", "bad origin"):
+        with pytest.raises(ValueError, match=message):
+            gin_utils.call_configurable(_fails, message=message)
+
+
 def test_operative_config_is_written_atomically_to_the_model_dir(gin_dir, tmp_path):
     gin_utils.parse_gin(
         gin_files=[str(gin_dir / "nested" / "base.gin")], gin_bindings=["LR=0.75", "NAME=n"]

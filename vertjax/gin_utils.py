@@ -302,8 +302,7 @@ def call_configurable(fn: Callable[..., Any], **kwargs: Any) -> Any:
         # re-raise the vertjax class itself with the first line only.
         cls = next(c for c in type(e).__mro__ if vars(errors).get(c.__name__) is c)
         raise cls(str(e).splitlines()[0]) from None
-    except (TypeError, ValueError, RuntimeError) as e:
-        text = str(e)
-        if "REQUIRED" in text or "Required" in text or "gin" in text.lower():
+    except RuntimeError as e:
+        if str(e).startswith("Required bindings for"):  # a parameter gin was told to supply
             raise errors.ConfigError(_gin_message(e)) from None
         raise

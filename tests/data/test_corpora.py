@@ -160,3 +160,14 @@ def test_tfds_documents_with_mock_data():
     with tfds.testing.mock_data(num_examples=1, policy=tfds.testing.MockPolicy.USE_CODE):
         with pytest.raises(errors.DataError, match="no 'body' feature"):
             list(corpora.tfds_documents("lm1b", data_dir=None, text_key="body"))
+
+
+def test_ctrl_c_during_a_quiet_import_is_not_swallowed(monkeypatch):
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(corpora.importlib, "import_module", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        corpora._quiet_import("json")
+    monkeypatch.setattr(corpora.importlib, "import_module", lambda name: sys.exit(3))
+    assert corpora._quiet_import("json") is None

@@ -83,3 +83,22 @@ def test_load_triples_names_the_bad_line(tmp_path):
     path.write_text('{"subject": "a"}\n')
     with pytest.raises(errors.DataError, match=r"t.jsonl:1: missing key"):
         kg.load_triples(path)
+
+
+@pytest.mark.parametrize("raised", [ImportError("no"), SystemExit(1)])
+def test_a_module_that_cannot_be_imported_is_a_config_error(monkeypatch, raised):
+    def fail(name):
+        raise raised
+
+    monkeypatch.setattr(kg.importlib, "import_module", fail)
+    with pytest.raises(errors.ConfigError, match="cannot import module 'json'"):
+        kg.module_triples("json")
+
+
+def test_ctrl_c_during_an_import_stops_the_job(monkeypatch):
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kg.importlib, "import_module", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        kg.module_triples("json")

@@ -375,7 +375,7 @@ def _quiet_import(name: str) -> Any:
         warnings.simplefilter("ignore")
         try:
             return importlib.import_module(name)
-        except BaseException:  # noqa: BLE001 - any failure (incl. SystemExit) means "not available"
+        except (Exception, SystemExit):  # any failure means "not available"; Ctrl-C still stops
             return None
 
 

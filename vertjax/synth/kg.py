@@ -155,7 +155,7 @@ def module_triples(name: str) -> list[dict[str, str]]:
     """The triples of one module (raises `ConfigError` if it cannot be imported)."""
     try:
         module = _import(name)
-    except BaseException as e:  # noqa: BLE001 - SystemExit etc. mean "not importable" too
+    except (Exception, SystemExit) as e:  # SystemExit too means "not importable"; Ctrl-C stops
         raise errors.ConfigError(
             f"cannot import module {name!r} ({type(e).__name__}: {e})"
         ) from None

@@ -138,6 +138,16 @@ def build_steps(
     return Steps(train, evaluate, param_shardings, opt_shardings)
 
 
+def _check_counts(**counts: tuple[Any, int]) -> None:
+    """`ConfigError` naming `trainer.train.<name>` when a value (often a REQUIRED macro given on
+    the command line, e.g. `--gin.TRAIN_STEPS=abc`) is not an integer >= its minimum."""
+    for name, (value, minimum) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+            raise errors.ConfigError(
+                f"trainer.train.{name} = {value!r}: must be an integer >= {minimum}"
+            )
+
+
 def _all_finite(tree: Any) -> jax.Array:
     """True when every element of every leaf is finite."""
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
@@ -192,10 +202,16 @@ def train(
         training stops after `max_consecutive_nonfinite` such steps in a row. False: the first
         one stops training. Either way no non-finite params are ever checkpointed.
     """
-    if num_microbatches < 1:
-        raise errors.ConfigError(f"num_microbatches must be >= 1, got {num_microbatches}")
-    if log_period < 1:
-        raise errors.ConfigError(f"log_period must be >= 1, got {log_period}")
+    _check_counts(
+        total_steps=(total_steps, 0),
+        eval_period=(eval_period, 0),
+        eval_batches=(eval_batches, 1),
+        checkpoint_period=(checkpoint_period, 1),
+        log_period=(log_period, 1),
+        num_microbatches=(num_microbatches, 1),
+        max_consecutive_nonfinite=(max_consecutive_nonfinite, 1),
+        seed=(seed, 0),
+    )
     if not model_dir:
         raise errors.ConfigError("MODEL_DIR is not set (pass --gin.MODEL_DIR=...)")
     check_vocab_fits(model=model, data=train_data)
