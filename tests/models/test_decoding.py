@@ -200,19 +200,77 @@ def test_filter_logits_matches_sort_based_reference(top_k, top_p):
     np.testing.assert_array_equal(got, expected)
 
 
-def test_beam_search_with_one_beam_is_greedy(params, inputs, eos_id, greedy):
+def _reference_beam_search(params, inputs, *, num_beams: int, eos_id: int, alpha: float):
+    """T5X's beam search written plainly, with full re-runs: each step takes the 2k best
+    extensions of the live beams; every one of them that emits eos (or reaches MAX_LEN) becomes a
+    finished candidate scored by log-prob / length penalty; the k best that did not emit eos stay
+    live. Returns each example's k best finished `(score, tokens)`, best first."""
+    vocab = CONFIG.vocab_size
+    results = []
+    for row in range(inputs.shape[0]):
+        live: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
+        finished: list[tuple[float, tuple[int, ...]]] = []
+        for i in range(MAX_LEN):
+            decoder_inputs = np.zeros((len(live), MAX_LEN), np.int32)
+            for j, (_, seq) in enumerate(live):
+                decoder_inputs[j, 1 : i + 1] = seq
+            logits = _full_logits(
+                params, jnp.repeat(inputs[row : row + 1], len(live), 0), decoder_inputs
+            )
+            log_probs = np.asarray(jax.nn.log_softmax(logits[:, i], axis=-1))
+            candidates = sorted(
+                (
+                    (lp + log_probs[j, t], seq + (t,))
+                    for j, (lp, seq) in enumerate(live)
+                    for t in range(vocab)
+                ),
+                key=lambda c: -c[0],
+            )[: 2 * num_beams]
+            penalty = float(decoding.length_penalty(i + 1, alpha))
+            finished += [
+                (lp / penalty, seq)
+                for lp, seq in candidates
+                if seq[-1] == eos_id or i + 1 == MAX_LEN
+            ]
+            live = [c for c in candidates if c[1][-1] != eos_id][:num_beams]
+        results.append(sorted(finished, key=lambda c: -c[0])[:num_beams])
+    return results
+
+
+@pytest.mark.parametrize(("num_beams", "alpha"), [(1, 0.0), (2, 0.6), (4, 0.0)])
+def test_beam_search_finishes_any_of_the_2k_candidates_as_t5x_does(
+    params, inputs, eos_id, num_beams, alpha
+):
     out = decoding.decode_batch(
         MODEL,
         params,
         inputs,
         max_decode_length=MAX_LEN,
         method="beam",
-        num_beams=1,
-        alpha=0.0,
+        num_beams=num_beams,
+        alpha=alpha,
         eos_id=eos_id,
     )
-    np.testing.assert_array_equal(out.tokens, greedy.tokens)
-    np.testing.assert_allclose(out.scores, greedy.scores, rtol=1e-5)
+    expected = _reference_beam_search(
+        params, inputs, num_beams=num_beams, eos_id=eos_id, alpha=alpha
+    )
+    for example, best in enumerate(expected):
+        want_scores = [score for score, _ in best]
+        np.testing.assert_allclose(
+            np.asarray(out.beam_scores)[example], want_scores, rtol=1e-4, atol=1e-4
+        )
+        for beam, (_, seq) in enumerate(best):
+            got = np.asarray(out.beams)[example, beam]
+            np.testing.assert_array_equal(got[: len(seq)], seq)
+            assert not got[len(seq) :].any()
+
+
+def test_one_beam_scores_at_least_greedy(params, inputs, eos_id, greedy):
+    out = decoding.decode_batch(
+        MODEL, params, inputs, max_decode_length=MAX_LEN, method="beam", num_beams=1, eos_id=eos_id
+    )
+    greedy_score = _model_log_prob(params, inputs, np.asarray(greedy.tokens), eos_id)
+    assert np.all(np.asarray(out.scores) >= greedy_score - 1e-5)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6])

@@ -283,7 +283,7 @@ def _beam_loop(
 ) -> tuple[Array, Array]:
     """Beam search with 2k candidates a step and separate live and finished beams.
 
-    A beam finishes when one of the k best candidates emits eos or reaches `max_decode_length`;
+    A beam finishes when one of the 2k candidates emits eos or reaches `max_decode_length` (T5X);
     its score is its log-prob divided by the length penalty; the live beams are the k best
     candidates that did not emit eos. The loop stops when, for every example, k beams have finished
     and no live beam can still beat the worst of them. Returns `[b, k, max_len]` sequences and
@@ -336,11 +336,11 @@ def _beam_loop(
         parent, token = flat_index // vocab, flat_index % vocab
         seqs = jnp.take_along_axis(s["live_seqs"], parent[:, :, None], axis=1)
         seqs = seqs.at[:, :, i].set(token)
-        # as in GNMT/HF: a beam finishes only if its eos (or last-step) candidate is in the top k,
-        # so num_beams=1 is greedy decoding
-        in_beam = (jnp.arange(2 * k) < k) & (cand_lp > NEG_INF / 2)
+        # as in T5X: any of the 2k candidates that emits eos (or reaches the last step) competes
+        # for the finished set, not only those in the top k (GNMT/HF), so a short hypothesis just
+        # outside the live beams is not lost
         is_eos = token == eos_id
-        finishing = in_beam & (is_eos | (i + 1 == max_decode_length))
+        finishing = (cand_lp > NEG_INF / 2) & (is_eos | (i + 1 == max_decode_length))
 
         new_scores = jnp.where(finishing, cand_lp / length_penalty(i + 1, alpha), NEG_INF)
         all_scores = jnp.concatenate([s["fin_scores"], new_scores], axis=1)
