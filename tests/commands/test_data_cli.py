@@ -40,6 +40,7 @@ def test_data_list_build_report(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert f"{json.dumps(manifest['counts'])}" in capsys.readouterr().out
     assert manifest["chunking"]["max_tokens"] == 20 and manifest["counts"]["documents"] == 6
+    assert manifest["domain"]["name"] == "src"  # a folder's domain defaults to its name
 
     assert cli.main(["data", "report", str(out)]) == 0
     assert f"{manifest['counts']['passages']} passages" in capsys.readouterr().out
@@ -88,3 +89,17 @@ def test_data_errors_are_one_line_and_exit_2(tmp_path, capsys):
         == 2
     )
     assert "overlap" in capsys.readouterr().err
+
+
+def test_data_build_domain_flags(tmp_path, capsys):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.md").write_text("# A\n\n" + " ".join(f"w{k}" for k in range(40)), encoding="utf-8")
+    out = tmp_path / "pack"
+    args = ["data", "build", "folder", "--source", str(source), "--out", str(out)]
+    assert cli.main([*args, "--domain_name", "SQLite", "--domain_description", "the manual"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["domain"] == {
+        "name": "SQLite",
+        "description": "the manual",
+    }
+    assert "domain: SQLite" in capsys.readouterr().out

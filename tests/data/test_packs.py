@@ -61,7 +61,8 @@ def test_folder_pack_manifest_splits_and_stable_ids(tmp_path):
     assert all(doc_sets), "12 documents at 25 % fractions fill every split"
     for records in by_split.values():
         for r in records:
-            assert set(r) == {"id", "doc_id", "title", "text"}
+            assert set(r) == {"id", "doc_id", "title", "text", "source"}
+            assert r["source"] == r["doc_id"]  # a file path relative to the source folder
             assert chunking.count_tokens(r["text"]) <= 40
     assert manifest["counts"]["approx_tokens"] == sum(
         chunking.count_tokens(r["text"]) for rs in by_split.values() for r in rs
@@ -205,3 +206,59 @@ def test_ensure_pack_builds_once_then_verifies_and_rebuilds_a_changed_pack(tmp_p
         == (built["counts"])
     )
     assert len(heard) == 2 and packs.verify_pack(out)["counts"] == built["counts"]
+
+
+def test_report_counts_the_documents_that_build_reports(tmp_path):
+    """Build once counted every document read, the report those that kept a passage (767 vs
+    672 on the SQLite manual): a too-short document and a duplicate one now count in neither."""
+    source = _corpus(tmp_path / "src", n_docs=8)
+    (source / "tiny.md").write_text("# Tiny\n\nToo short.\n", encoding="utf-8")
+    shutil.copy(source / "doc03.md", source / "doc03_copy.md")
+    out = tmp_path / "pack"
+    manifest = _build(source, out)
+    report = corpus_report.corpus_report(out)
+    assert report["documents"] == manifest["counts"]["documents"] == 8
+    assert manifest["counts"]["documents_read"] == 10
+    assert report["documents_without_passages"] == 2
+    assert "2 more documents were read" in corpus_report.format_report(report)
+    for split, counts in report["splits"].items():
+        assert counts["documents"] == manifest["splits"][split]["documents"]
+
+
+def test_domain_recorded_from_flags_or_defaulted_from_the_source(tmp_path):
+    source = _corpus(tmp_path / "product_manual", n_docs=4)
+    manifest = _build(source, tmp_path / "pack")
+    assert manifest["domain"]["name"] == "product_manual"
+    assert "product_manual" in manifest["domain"]["description"]
+    named = _build(
+        source,
+        tmp_path / "named",
+        domain_name="the Acme router",
+        domain_description="Acme router admin guide",
+    )
+    assert named["domain"] == {"name": "the Acme router", "description": "Acme router admin guide"}
+    assert str(tmp_path) not in json.dumps(named)  # the manifest travels: no local paths
+    for pack, expected in [
+        ("python-stdlib", "the Python standard library"),
+        ("sqlite3-doc", "SQLite"),
+    ]:
+        assert packs.pack_domain(packs.get_pack(pack), None)["name"] == expected
+
+
+def test_passages_cite_their_file_and_url_never_an_absolute_path(tmp_path):
+    source = _corpus(tmp_path / "src", n_docs=3)
+    (source / "guide").mkdir()
+    (source / "guide" / "faq.html").write_text(
+        "<html><head><title>FAQ</title></head><body><p>"
+        + " ".join(f"answer{k}" for k in range(30))
+        + "</p></body></html>",
+        encoding="utf-8",
+    )
+    out = tmp_path / "pack"
+    _build(source, out, base_url="https://docs.example.org/manual/")
+    records = [r for s in chunking.SPLITS for r in _records(out, s)]
+    faq = [r for r in records if r["doc_id"] == "guide/faq.html"]
+    assert faq and all(r["source"] == "guide/faq.html" for r in faq)
+    assert all(r["url"] == "https://docs.example.org/manual/guide/faq.html" for r in faq)
+    assert all("url" not in r for r in records if r["source"].endswith(".md"))
+    assert str(tmp_path) not in (out / "train.jsonl").read_text() + (out / "test.jsonl").read_text()

@@ -96,6 +96,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tfds feature holding the text",
     )
 
+    flags.add_flag(
+        build,
+        "--domain_name",
+        help='what the documents are about, as the assistant names it in refusals ("I can only'
+        " answer questions about SQLite\"); default: the pack's own (a folder: its name)",
+    )
+    flags.add_flag(
+        build,
+        "--domain_description",
+        help="a sentence describing the domain, kept in the manifest (default: the pack's)",
+    )
+    flags.add_flag(
+        build,
+        "--base_url",
+        help="where the --source folder's HTML files are published: their passages then cite"
+        " BASE_URL/<relative path> as `url` beside the file path",
+    )
+
     report = sub.add_parser("report", help="verify a built pack and write its corpus report")
     report.add_argument("dir", help="a folder written by `vertjax data build`")
     report.add_argument("--out", help="where the report goes (default: DIR)")
@@ -123,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
             cache=args.cache,
             max_documents=args.max_documents,
             options={"split": args.tfds_split, "text_key": args.tfds_text_key},
+            domain_name=args.domain_name,
+            domain_description=args.domain_description,
+            base_url=args.base_url,
         )
         print(f"built {args.pack} into {args.out}: {json.dumps(manifest['counts'])}")
+        print(f"domain: {manifest['domain']['name']} ({manifest['domain']['description']})")
         return 0
     from vertjax.eval import corpus_report
 

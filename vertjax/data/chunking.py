@@ -24,6 +24,8 @@ MAX_WORD_CHARS = 64
 TOKEN_RE = re.compile(rf"\w{{1,{MAX_WORD_CHARS}}}|[^\w\s]")
 TOKENIZER = f"approx: \\w{{1,{MAX_WORD_CHARS}}} runs + punctuation"  # as packs record it
 SPLITS = ("train", "validation", "test")
+# Where a passage comes from, copied from its document: a relative file path and a URL.
+CITATION_KEYS = ("source", "url")
 
 
 def count_tokens(text: str) -> int:
@@ -131,7 +133,8 @@ def passage_id(doc_id: str, index: int) -> str:
 
 
 def chunk_document(document: dict[str, str], *, config: ChunkingConfig) -> list[dict[str, str]]:
-    """Passages `{id, doc_id, title, text}` of one document; the section heading joins the title."""
+    """Passages `{id, doc_id, title, text}` of one document (plus its `source` and `url`, when it
+    has them, for citations); the section heading joins the title."""
     passages = []
     index = 0
     for heading, paragraphs in split_sections(document["text"]):
@@ -151,6 +154,7 @@ def chunk_document(document: dict[str, str], *, config: ChunkingConfig) -> list[
                         "doc_id": document["doc_id"],
                         "title": title,
                         "text": text,
+                        **{k: document[k] for k in CITATION_KEYS if document.get(k)},
                     }
                 )
             index += 1

@@ -1,5 +1,7 @@
 """Document readers: turn a source (HTML, reST, Markdown, plain text, JSONL, the interpreter's own
-documentation, WordNet, Gutenberg plays) into documents `{doc_id, title, text}`.
+documentation, WordNet, Gutenberg plays) into documents `{doc_id, title, text}`; documents read from
+files also carry `source`, the file's path relative to the folder read (never an absolute path), so a
+citation names a file the user can open.
 
 A document's `text` uses one light convention the chunker understands: paragraphs are separated by a
 blank line and a heading is a paragraph of its own starting with `# `. Readers therefore turn HTML
@@ -268,7 +270,7 @@ def file_documents(path: pathlib.Path, *, doc_id: str, strict: bool) -> Iterator
         text = normalize_paragraphs(raw)
         title = markdown_title(text, path.stem)
     if text:
-        yield {"doc_id": doc_id, "title": title or path.stem, "text": text}
+        yield {"doc_id": doc_id, "title": title or path.stem, "text": text, "source": doc_id}
 
 
 def _jsonl_documents(raw: str, *, path: pathlib.Path, doc_id: str) -> Iterator[Document]:
@@ -288,6 +290,7 @@ def _jsonl_documents(raw: str, *, path: pathlib.Path, doc_id: str) -> Iterator[D
             "doc_id": f"{doc_id}#{key}",
             "title": str(record.get("title") or path.stem),
             "text": normalize_paragraphs(record["text"]),
+            "source": doc_id,  # the JSONL file a user can open
         }
 
 

