@@ -21,7 +21,7 @@ def test_build_retrieve_and_evaluate(tmp_path, tiny_corpus_jsonl, tiny_vocab, ca
     assert cli.main([*argv, "--retriever", "hybrid", "--json"]) == 0
     hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3]
-    assert set(hits[0]) == {"rank", "id", "title", "score", "text"}
+    assert set(hits[0]) == {"rank", "id", "title", "score", "text", "doc_id", "source", "url"}
     assert cli.main([*argv, "--retriever", "bm25"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"# {question}") and "doc" in printed
@@ -135,3 +135,41 @@ def test_index_build_reruns_into_its_own_folder(tmp_path, tiny_corpus_jsonl, cap
     (index / "notes.txt").write_text("mine")
     assert cli.main(argv) == 2
     assert (index / "notes.txt").read_text() == "mine"
+
+
+def test_index_keeps_the_pack_domain_and_every_hit_cites_its_file(tmp_path, capsys):
+    """`index build` copies the pack's domain into the index (updated on an "already built"
+    rerun) and keeps each passage's doc_id and relative source path for citations."""
+    from vertjax.data import packs
+    from vertjax.retrieval import encode
+
+    pack = _folder_pack(tmp_path)
+    index = tmp_path / "index"
+    argv = ["index", "build", "--passages", str(pack), "--out", str(index), "--bm25"]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["domain"]["name"] == "docs"
+    assert encode.read_domain(index) == packs.read_manifest(pack)["domain"]
+
+    argv_retrieve = ["retrieve", "--index", str(index), "--question", "w3_7 w3_8", "-k", "2"]
+    assert cli.main([*argv_retrieve, "--retriever", "bm25", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (top["doc_id"], top["source"]) == ("doc3.md", "doc3.md")
+    assert cli.main([*argv_retrieve, "--retriever", "bm25"]) == 0
+    assert "Doc 3 (doc3.md)" in capsys.readouterr().out
+    assert str(tmp_path) not in (index / "passages.jsonl").read_text()
+
+    manifest = json.loads((pack / "manifest.json").read_text())
+    manifest["domain"] = {"name": "our manual", "description": "renamed"}
+    (pack / "manifest.json").write_text(json.dumps(manifest))
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "already built"
+    assert encode.read_domain(index)["name"] == "our manual"
+
+
+def test_an_index_of_a_jsonl_file_has_no_domain(tmp_path, tiny_corpus_jsonl, capsys):
+    from vertjax.retrieval import encode
+
+    index = tmp_path / "index"
+    argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--out", str(index), "--bm25"]
+    assert cli.main(argv) == 0
+    assert encode.read_domain(index) is None

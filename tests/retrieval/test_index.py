@@ -206,7 +206,12 @@ def test_passage_store_from_corpus_jsonl(tmp_path):
     index = DenseIndex.build(np.eye(2, dtype=np.float32), metadata=corpus, method="brute")
     index.save(tmp_path / "idx")
     loaded = DenseIndex.load(tmp_path / "idx")
-    assert loaded.passages.get([0, 1])[0] == {"id": "a", "title": "A", "text": "alpha"}
+    assert loaded.passages.get([0, 1])[0] == {
+        "id": "a",
+        "title": "A",
+        "text": "alpha",
+        "doc_id": "d",  # kept for citations (the index used to drop it)
+    }
 
     corpus.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', encoding="utf-8")
     with pytest.raises(errors.DataError, match="corpus.jsonl:2: duplicate"):
@@ -241,3 +246,24 @@ def test_unit_vectors_get_a_spherical_tree(monkeypatch, tmp_path):
     assert ["partitioning_type: SPHERICAL" in c for c in configs] == [True, False, False]
     spherical.save(tmp_path)
     assert DenseIndex.load(tmp_path).params["spherical"] is True
+
+
+def test_dense_hits_carry_doc_id_source_and_url(tmp_path):
+    """Citations a user can follow: what the passage records say about their file reaches every
+    dense hit through the saved index; records without it (older packs) give None."""
+    records = passages(4)
+    records[1] |= {"doc_id": "guide/faq.html", "source": "guide/faq.html"}
+    records[1]["url"] = "https://docs.example.org/guide/faq.html"
+    store.PassageStore.write(tmp_path / store.PASSAGES_FILE, records)
+    db = clustered(4, 8)
+    meta = store.PassageStore.open(tmp_path / store.PASSAGES_FILE)
+    DenseIndex.build(db, metadata=meta, method="brute").save(tmp_path)
+    index = DenseIndex.load(tmp_path)
+    hits = {h.id: h for h in index.hits(*index.search(db, 4))[0]}
+    assert (hits["p1"].doc_id, hits["p1"].source, hits["p1"].url) == (
+        "guide/faq.html",
+        "guide/faq.html",
+        "https://docs.example.org/guide/faq.html",
+    )
+    assert (hits["p0"].doc_id, hits["p0"].source, hits["p0"].url) == (None, None, None)
+    assert hits["p1"].to_json()["source"] == "guide/faq.html"

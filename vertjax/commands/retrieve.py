@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             text = " ".join(hit.text.split())
             if len(text) > args.width:
                 text = text[: args.width - 3] + "..."
-            print(f"{hit.rank:>3}  {hit.score:9.4f}  {hit.id}  {hit.title}")
+            where = hit.url or hit.source
+            shown = f"{hit.title} ({where})" if where else hit.title
+            print(f"{hit.rank:>3}  {hit.score:9.4f}  {hit.id}  {shown}")
             print(f"     {text}")
     return 0

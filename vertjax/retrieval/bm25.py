@@ -132,15 +132,7 @@ class BM25Index:
                 if q_scores[j] <= 0:
                     break
                 p = self.passages[int(q_rows[j])]
-                results[qi].append(
-                    Hit(
-                        rank=len(results[qi]) + 1,
-                        id=p["id"],
-                        title=p["title"],
-                        score=float(q_scores[j]),
-                        text=p["text"],
-                    )
-                )
+                results[qi].append(Hit.of(p, rank=len(results[qi]) + 1, score=float(q_scores[j])))
         return results
 
     def save(self, directory: PathLike) -> pathlib.Path:

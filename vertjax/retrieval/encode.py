@@ -8,7 +8,8 @@
 - `encode_passages`: streams a `PassageStore` through a `BatchEncoder` into an `EmbeddingWriter`
   (memory-mapped, resumable at the last complete shard) with a progress bar.
 - `build_index`: passages JSONL + retriever run dir -> an index directory (`DenseIndex` files,
-  optionally `bm25/`), plus `retriever.json` saying which checkpoint and vocab encode questions.
+  optionally `bm25/`), plus `retriever.json` saying which checkpoint and vocab encode questions,
+  and `build.json` saying what it was built from, with the data pack's `domain` (`read_domain`).
   Re-running the same command resumes an interrupted encoding; a finished index is not rebuilt.
 """
 
@@ -147,13 +148,14 @@ def encode_passages(
 
 
 def source_files(source: pathlib.Path) -> list[pathlib.Path]:
-    """The passage JSONL files of `source`: itself, or every split of a data pack folder."""
+    """The passage JSONL files of `source`: itself, or every non-empty split of a data pack."""
     if source.is_file():
         return [source]
     if (source / "manifest.json").is_file():
         files = [source / f"{s}.jsonl" for s in ("train", "validation", "test")]
         if all(f.is_file() for f in files):
-            return files
+            # a small pack may leave a split empty (few documents to hold out)
+            return [f for f in files if f.stat().st_size > 0] or files
     raise errors.DataError("not a passages JSONL nor a data pack folder", path=source)
 
 
@@ -212,6 +214,48 @@ def retriever_vocab(model_dir: pathlib.Path) -> pathlib.Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def pack_domain(source: pathlib.Path) -> dict[str, str] | None:
+    """The `domain` a data pack folder's manifest records; None for a passages JSONL file or a
+    pack built before packs recorded one."""
+    from vertjax.data import packs
+
+    if not source.is_dir():
+        return None
+    domain = packs.read_manifest(source).get("domain")
+    return _checked_domain(domain)
+
+
+def _checked_domain(domain: Any) -> dict[str, str] | None:
+    if not isinstance(domain, dict) or not isinstance(domain.get("name"), str):
+        return None
+    if not domain["name"].strip():
+        return None
+    return {"name": domain["name"], "description": str(domain.get("description") or "")}
+
+
+def record_domain(out: PathLike, domain: Mapping[str, str] | None) -> None:
+    """Sets (or, for None, removes) the `domain` of an index's `build.json`, keeping the rest."""
+    path = pathlib.Path(out) / BUILD_FILE
+    built = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    built.pop("domain", None)
+    if domain is not None:
+        built["domain"] = dict(domain)
+    io_utils.atomic_write_json(path, built)
+
+
+def read_domain(index_dir: PathLike) -> dict[str, str] | None:
+    """The `{name, description}` of the documents an index holds (copied from its data pack by
+    `build_index`); None for an index built from a JSONL file or before domains were recorded."""
+    path = pathlib.Path(index_dir) / BUILD_FILE
+    try:
+        built = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise errors.RetrievalIndexError(f"{path}: corrupted ({e})") from None
+    return _checked_domain(built.get("domain")) if isinstance(built, dict) else None
+
+
 def _fingerprint(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
@@ -241,7 +285,11 @@ def _already_built(
     from vertjax.retrieval import index
 
     build = out / BUILD_FILE
-    if not build.is_file() or json.loads(build.read_text(encoding="utf-8")) != record:
+    if not build.is_file():
+        return False
+    built = json.loads(build.read_text(encoding="utf-8"))
+    built.pop("domain", None)  # what the documents are about, not what the index is built from
+    if built != record:
         return False
     try:
         if "retriever" in record and index.read_manifest(out)["method"] != method:
@@ -338,7 +386,8 @@ def build_index(
     """Builds (or resumes, or finds finished) an index directory; returns a summary.
 
     Args:
-      passages: passages JSONL `{id, title, text}`, or a data pack folder (all its splits).
+      passages: passages JSONL `{id, title, text}` (+ `doc_id`, `source`, `url`, kept for
+        citations), or a data pack folder (all its splits; its manifest's `domain` is recorded).
       retriever: a dual-encoder run dir (or `checkpoint_<step>`); None for a BM25-only index.
       vocab: the SentencePiece model (or its dir) the retriever was trained with.
       method: "scann" or "brute" (exact search).
@@ -357,10 +406,12 @@ def build_index(
     record = _build_record(
         source=source, retriever=retriever, vocab=vocab, passage_length=passage_length
     )
+    domain = pack_domain(source)
     check_index_dir(out)
     remove_build_temporaries(out)
-    summary: dict[str, Any] = {"out": str(out), **record}
+    summary: dict[str, Any] = {"out": str(out), **record, "domain": domain}
     if _already_built(out, record, method=method, bm25=bm25):
+        record_domain(out, domain)  # a pack rebuilt under another domain name needs no re-encoding
         return {**summary, "status": "already built"}
     if retriever is not None:  # load and check before writing: a wrong vocab leaves nothing
         from vertjax.data import vocab as vocab_lib
@@ -376,7 +427,7 @@ def build_index(
     (out / index.MANIFEST_FILE).unlink(missing_ok=True)
     (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).unlink(missing_ok=True)
     _copy_passages(source, out, record)
-    io_utils.atomic_write_json(out / BUILD_FILE, record)
+    io_utils.atomic_write_json(out / BUILD_FILE, {**record, "domain": domain} if domain else record)
     passage_store = store.PassageStore.open(out / store.PASSAGES_FILE)
     summary["count"] = len(passage_store)
     if retriever is not None:

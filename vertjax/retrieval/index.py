@@ -232,15 +232,7 @@ class DenseIndex:
                 if row < 0:
                     continue
                 p = self.passages[int(row)]
-                hits.append(
-                    Hit(
-                        rank=len(hits) + 1,
-                        id=p["id"],
-                        title=p["title"],
-                        score=float(score),
-                        text=p["text"],
-                    )
-                )
+                hits.append(Hit.of(p, rank=len(hits) + 1, score=float(score)))
             result.append(hits)
         return result
 

@@ -1,6 +1,7 @@
 """On-disk pieces of a retrieval index: passage metadata, resumable embeddings, file checksums.
 
-- `PassageStore`: passages `{id, title, text}` in a JSONL file plus an int64 byte-offset `.npy`, so
+- `PassageStore`: passages `{id, title, text}` (+ `doc_id`, `source`, `url` for citations when the
+  records have them) in a JSONL file plus an int64 byte-offset `.npy`, so
   row i is one seek + one `json.loads` — a 1M-passage corpus is never loaded eagerly.
 - `EmbeddingWriter`: fills a memory-mapped float32 `embeddings.npy` shard by shard and records the
   last complete shard in a small JSON file, so an interrupted encoding resumes there.
@@ -98,7 +99,7 @@ class PassageStore:
 
     @classmethod
     def write(cls, path: PathLike, passages: Iterable[Mapping[str, Any]]) -> PassageStore:
-        """Streams passages to JSONL `{id, title, text}` + offsets, both written atomically."""
+        """Streams passages to JSONL `{id, title, text, ...}` + offsets, both written atomically."""
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         offsets = [0]
@@ -198,8 +199,13 @@ class PassageStore:
             self._file = None
 
 
+# What a citation shows besides the title: the document, its file (relative path) and its URL.
+CITATION_KEYS = ("doc_id", "source", "url")
+
+
 def passage_record(passage: Mapping[str, Any], *, where: str) -> dict[str, Any]:
-    """Normalises a passage to `{id: str, title: str, text: str}`."""
+    """Normalises a passage to `{id: str, title: str, text: str}` plus whichever of
+    `CITATION_KEYS` it has as non-empty strings (older packs and indexes lack them)."""
     if not isinstance(passage, Mapping) or "id" not in passage:
         raise errors.DataError(f"{where}: a passage needs an 'id' key")
     pid = passage["id"]
@@ -207,7 +213,11 @@ def passage_record(passage: Mapping[str, Any], *, where: str) -> dict[str, Any]:
         raise errors.DataError(f"{where}: 'id' must be a non-empty string or integer")
     if not isinstance(passage.get("text"), str):
         raise errors.DataError(f"{where}: passage {str(pid)!r} needs a string 'text'")
-    return {"id": str(pid), "title": str(passage.get("title") or ""), "text": passage["text"]}
+    record = {"id": str(pid), "title": str(passage.get("title") or ""), "text": passage["text"]}
+    for key in CITATION_KEYS:
+        if isinstance(passage.get(key), str) and passage[key]:
+            record[key] = passage[key]
+    return record
 
 
 def save_npy(path: pathlib.Path, array: np.ndarray) -> pathlib.Path:
