@@ -158,3 +158,71 @@ def test_offline_assistant_answers_over_a_pack(tmp_path):
     pack = write_tiny_pack(tmp_path / "pack")
     bot = assistant.offline_assistant(index_dir=tmp_path / "index", pack_dir=pack)
     assert bot.answer(_question(40)).sentences
+
+
+def _domain_pack(tmp_path, **options):
+    """A folder pack of 8 HTML pages (domain and base URL as `options` say), built for real."""
+    from vertjax.data import packs
+
+    source = tmp_path / "sqlite_docs"
+    (source / "lang").mkdir(parents=True)
+    for i in range(8):
+        words = " ".join(f"topic{i}word{k}" for k in range(30))
+        (source / "lang" / f"page{i}.html").write_text(
+            f"<html><head><title>Page {i}</title></head><body><p>The page {i} statement "
+            f"creates an index on two columns. It mentions {words}.</p></body></html>",
+            encoding="utf-8",
+        )
+    out = tmp_path / "pack"
+    packs.build_pack("folder", out, source=source, cache=tmp_path / "cache", **options)
+    return out
+
+
+def test_refusals_name_the_domain_of_the_index(tmp_path):
+    """The domain comes from the pack through the index, never from a hard-coded string; an
+    index that records none (an older pack) gets a neutral wording."""
+    pack = _domain_pack(tmp_path, domain_name="SQLite")
+    bot = assistant.offline_assistant(index_dir=tmp_path / "i", pack_dir=pack, min_top_score=1e6)
+    assert assistant.index_domain(tmp_path / "i") == "SQLite"
+    assert bot.answer("Who won the World Cup?").answer.startswith(
+        "I can only answer questions about SQLite."
+    )
+    old = assistant.offline_assistant(
+        index_dir=tmp_path / "old", pack_dir=write_tiny_pack(tmp_path / "tiny"), min_top_score=1e6
+    )
+    assert "about the indexed documents." in old.answer("Who won the World Cup?").answer
+    named = assistant.offline_assistant(
+        index_dir=tmp_path / "i", domain="our manual", min_top_score=1e6
+    )
+    assert "about our manual." in named.answer("Who won the World Cup?").answer
+
+
+def test_prompting_generators_get_the_domain_unless_told_one(index_dir):
+    from vertjax.system import generation
+
+    told = generation.BackendAnswerGenerator(object(), domain="given")
+    untold = generation.BackendAnswerGenerator(object())
+    make_assistant(index_dir, generator=told, domain="databases")
+    make_assistant(index_dir, generator=untold, domain="databases")
+    assert (told.domain, untold.domain) == ("given", "databases")
+
+
+def test_answers_cite_files_a_user_can_open(tmp_path, capsys):
+    """`vertjax answer` over the default gin: the refusal names the pack's domain, citations
+    name the page's relative path and URL, in the text and in --json."""
+    pack = _domain_pack(tmp_path, base_url="https://sqlite.example/doc/")
+    index = tmp_path / "index"
+    assert cli.main(["index", "build", "--passages", str(pack), "--out", str(index), "--bm25"]) == 0
+    capsys.readouterr()
+    argv = ["answer", "--config", "system/default.gin", f"--gin.INDEX_DIR={index}"]
+    question = "Which page mentions topic3word7 and topic3word8?"
+    assert cli.main([*argv, question]) == 0
+    printed = capsys.readouterr().out
+    assert "Page 3, https://sqlite.example/doc/lang/page3.html (" in printed
+    assert cli.main([*argv, "--json", question]) == 0
+    out = json.loads(capsys.readouterr().out)
+    cited = out["selected"][out["sentences"][0]["citations"][0] - 1]
+    assert (cited["doc_id"], cited["source"]) == ("lang/page3.html", "lang/page3.html")
+    assert str(tmp_path) not in json.dumps(out["selected"])
+    assert cli.main([*argv, "--gin.MIN_TOP_SCORE=1e6", question]) == 0
+    assert "questions about sqlite_docs." in capsys.readouterr().out

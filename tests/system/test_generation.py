@@ -73,6 +73,13 @@ def test_backend_generator_numbers_passages_and_parses_citations():
     ]
     assert "[2] Storage | Tables live on disk." in backend.prompts[0]
     assert backend.prompts[0].rstrip().endswith("Question: What happens to old pages?\nAnswer:")
+    assert "about the indexed documents" in backend.prompts[0]  # no domain given
+
+
+def test_backend_prompt_names_the_domain():
+    backend = _Echo("Old pages are compressed [2].")
+    generation.BackendAnswerGenerator(backend, domain="SQLite").generate("Why?", PASSAGES)
+    assert backend.prompts[0].startswith("You answer questions about SQLite")
 
 
 class _CharVocab:

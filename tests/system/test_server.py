@@ -153,3 +153,39 @@ def test_slow_answers_time_out_with_504(monkeypatch):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_api_responses_cite_the_source_file_of_every_passage(tmp_path, monkeypatch):
+    """Both endpoints return each selected passage's doc_id, source path and url (issue 14.5)."""
+    from conftest import tiny_corpus_records
+
+    from vertjax.retrieval import bm25
+
+    records = [
+        r | {"source": f"manual/{r['doc_id']}.html", "url": f"https://x.org/{r['doc_id']}.html"}
+        for r in tiny_corpus_records()
+    ]
+    bm25.BM25Index.build(records).save(tmp_path)
+    monkeypatch.delenv(server.API_KEY_ENV, raising=False)
+    httpd = _serve(make_assistant(tmp_path))
+    try:
+        status, out = _request(
+            httpd, "POST", "/v1/answer", {"question": "What does the cache flush?"}
+        )
+        body = {
+            "model": "x",
+            "messages": [{"role": "user", "content": "What does the cache flush?"}],
+        }
+        chat_status, chat = _request(httpd, "POST", "/v1/chat/completions", body)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert status == chat_status == 200
+    for result in (out, chat["vertjax"]):
+        assert result["selected"] and result["sentences"]
+        for passage in result["selected"] + result["retrieved"]:
+            doc = passage["doc_id"]
+            assert doc and passage["source"] == f"manual/{doc}.html"
+            assert passage["url"] == f"https://x.org/{doc}.html"
+        cited = result["selected"][result["sentences"][0]["citations"][0] - 1]
+        assert f"https://x.org/{cited['doc_id']}.html" in result["answer"]

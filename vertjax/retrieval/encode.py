@@ -236,6 +236,8 @@ def _checked_domain(domain: Any) -> dict[str, str] | None:
 def record_domain(out: PathLike, domain: Mapping[str, str] | None) -> None:
     """Sets (or, for None, removes) the `domain` of an index's `build.json`, keeping the rest."""
     path = pathlib.Path(out) / BUILD_FILE
+    if domain is None and not path.is_file():
+        return
     built = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     built.pop("domain", None)
     if domain is not None:

@@ -6,7 +6,9 @@ sub-questions with their domain verdicts, retrieved and selected passages, answe
 citations and per-sentence consistency verdicts, timings per stage, and a refusal flag + reason.
 
 Each sub-question is retrieved and answered on its own; the answers are merged and every citation
-`[n]` points into the merged `selected` list. `offline_assistant` builds the zero-model system
+`[n]` points into the merged `selected` list, whose passages say where they come from (`doc_id`,
+`source` file, `url`). The domain named in refusals and prompts is the index's (`index_domain`,
+copied from the data pack). `offline_assistant` builds the zero-model system
 (BM25 + extractive answers + lexical consistency) over a built data pack, the demo's fallback.
 """
 
@@ -26,6 +28,7 @@ from vertjax.retrieval.rewrite import Rewriter
 from vertjax.retrieval.types import Hit, Retriever
 from vertjax.synth import refusals
 from vertjax.system import generation, parsing
+from vertjax.system.generation import NEUTRAL_DOMAIN
 
 PathLike = str | os.PathLike
 Selector = Callable[[str, Sequence[Hit]], list[Hit]]
@@ -41,7 +44,11 @@ class ConsistencyScorer(Protocol):
 
 @dataclasses.dataclass
 class Passage:
-    """A retrieved or selected passage; `sub_question` indexes `AnswerResult.sub_questions`."""
+    """A retrieved or selected passage; `sub_question` indexes `AnswerResult.sub_questions`.
+
+    `doc_id`, `source` (a path relative to the pack's source folder) and `url` say which
+    document to open to check a citation; None when the index does not record them.
+    """
 
     id: str
     title: str
@@ -49,6 +56,28 @@ class Passage:
     rank: int
     sub_question: int
     text: str | None = None
+    doc_id: str | None = None
+    source: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def of(cls, hit: Hit, sub_question: int, *, with_text: bool) -> Passage:
+        return cls(
+            hit.id,
+            hit.title,
+            hit.score,
+            hit.rank,
+            sub_question,
+            hit.text if with_text else None,
+            hit.doc_id,
+            hit.source,
+            hit.url,
+        )
+
+    def citation(self) -> str:
+        """How a source line names the passage: title, the file or URL to open, and the id."""
+        where = self.url or self.source
+        return f"{self.title}, {where} ({self.id})" if where else f"{self.title} ({self.id})"
 
 
 @dataclasses.dataclass
@@ -127,7 +156,9 @@ class Assistant:
       ood_classifier: P(in-domain) classifier; refusals below its threshold.
       k: passages selected per sub-question; `retrieve_k` passages retrieved per sub-question.
       min_top_score: refuse when retrieval's best score is below this (fallback OOD gate).
-      domain: named in the refusal message.
+      domain: what the documents are about, named in the refusal message and in the prompts of
+        generators that have a `domain` (default.gin binds the index's, `index_domain`); None:
+        "the indexed documents".
     """
 
     def __init__(
@@ -144,7 +175,7 @@ class Assistant:
         k: int = 4,
         retrieve_k: int = 20,
         min_top_score: float | None = None,
-        domain: str = refusals.DOMAIN,
+        domain: str | None = None,
         max_sub_questions: int = 5,
     ):
         from vertjax.retrieval import selection
@@ -162,7 +193,10 @@ class Assistant:
         self.postprocess_config = postprocess_policy
         self.gate = parsing.DomainGate(classifier=ood_classifier, min_top_score=min_top_score)
         self.k, self.retrieve_k, self.max_sub_questions = k, retrieve_k, max_sub_questions
-        self.refusal_message = refusals.DEFAULT_REFUSAL.format(domain=domain)
+        self.domain = domain or NEUTRAL_DOMAIN
+        self.refusal_message = refusals.DEFAULT_REFUSAL.format(domain=self.domain)
+        if getattr(generator, "domain", "") is None:  # a prompting generator told no domain
+            generator.domain = self.domain
         # The server answers concurrently, and the ScaNN / bm25s searchers behind a retriever are
         # not documented thread-safe: searches take turns (generation still runs in parallel).
         self._retrieval_lock = threading.Lock()
@@ -194,9 +228,7 @@ class Assistant:
         for text, p, sub_hits in zip(texts, p_in, hits, strict=True):
             v = self.gate.verdict(p, sub_hits)
             subs.append(SubQuestion(text, v.refused, v.reason, v.p_in_domain, v.top_score))
-        retrieved = [
-            Passage(h.id, h.title, h.score, h.rank, i) for i, hs in enumerate(hits) for h in hs
-        ]
+        retrieved = [Passage.of(h, i, with_text=False) for i, hs in enumerate(hits) for h in hs]
         selected: list[Passage] = []
         number: dict[str, int] = {}
         chosen_per_sub: dict[int, list[Hit]] = {}
@@ -206,7 +238,7 @@ class Assistant:
             chosen_per_sub[i] = list(self.selector(sub.text, hits[i]))[-self.k :]
             for h in chosen_per_sub[i]:
                 if h.id not in number:
-                    selected.append(Passage(h.id, h.title, h.score, h.rank, i, h.text))
+                    selected.append(Passage.of(h, i, with_text=True))
                     number[h.id] = len(selected)
         t = timer.stage("select", t)
         raw: list[dict[str, Any]] = []
@@ -298,7 +330,7 @@ class Assistant:
         cited = sorted({c for s in sentences for c in s.citations})
         if cited:
             lines.append("Sources:")
-            lines += [f"[{c}] {selected[c - 1].title} ({selected[c - 1].id})" for c in cited]
+            lines += [f"[{c}] {selected[c - 1].citation()}" for c in cited]
         return "\n".join(lines)
 
 
@@ -340,18 +372,27 @@ def load_retriever(index_dir: PathLike, *, kind: str = "bm25", verify: bool = Tr
 
 
 def build_bm25_index(pack_dir: PathLike, index_dir: PathLike) -> pathlib.Path:
-    """Builds (once) a BM25 index of every passage of a built data pack into `index_dir`."""
+    """Builds (once) a BM25 index of every passage of a built data pack into `index_dir`, and
+    records the pack's domain there."""
     from vertjax.data import packs
-    from vertjax.retrieval import bm25
+    from vertjax.retrieval import bm25, encode
 
     index_dir = pathlib.Path(index_dir)
     if not (index_dir / bm25.BM25_DIR / bm25.MANIFEST_FILE).is_file():
-        passages = [
-            {"id": p["id"], "title": p["title"], "text": p["text"]}
-            for p in packs.load_passages(pack_dir)
-        ]
-        bm25.BM25Index.build(passages).save(index_dir)
+        bm25.BM25Index.build(packs.load_passages(pack_dir)).save(index_dir)
+    domain = encode.pack_domain(pathlib.Path(pack_dir))
+    if domain is not None and encode.read_domain(index_dir) != domain:
+        encode.record_domain(index_dir, domain)
     return index_dir
+
+
+def index_domain(index_dir: PathLike) -> str:
+    """What an index's documents are about (its data pack's domain name, as `vertjax index
+    build` records it), or "the indexed documents" for an index that records none."""
+    from vertjax.retrieval import encode
+
+    domain = encode.read_domain(index_dir)
+    return domain["name"] if domain is not None else NEUTRAL_DOMAIN
 
 
 def load_ood_classifier(directory: PathLike | None, *, threshold: float | None = None) -> Any:
@@ -373,12 +414,13 @@ def offline_assistant(
     k: int = 4,
     min_top_score: float | None = None,
     postprocess_policy: str = "flag",
-    domain: str = refusals.DOMAIN,
+    domain: str | None = None,
 ) -> Assistant:
     """The zero-model system: BM25 + rule rewriting + extractive cited answers + lexical checks.
 
     With `pack_dir`, a BM25 index of the pack is built into `index_dir` first if none is there.
     `ood_dir` adds the trained domain classifier; `min_top_score` the retrieval-score fallback.
+    `domain` defaults to the index's (`index_domain`).
     """
     from vertjax.retrieval import rewrite
 
@@ -393,7 +435,7 @@ def offline_assistant(
         ood_classifier=load_ood_classifier(ood_dir),
         k=k,
         min_top_score=min_top_score,
-        domain=domain,
+        domain=domain or index_domain(index_dir),
     )
 
 

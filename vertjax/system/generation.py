@@ -39,7 +39,10 @@ _WORD = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*|\d+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(`])")
 _RULE = re.compile(r"[*=~^#+-]{3,}")
 _CODE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.|\$ |[{}\[\]()]|\w+\s*=\s)")
+# What the documents are called when the index records no domain (an older pack or a JSONL).
+NEUTRAL_DOMAIN = "the indexed documents"
 BACKEND_PROMPT = (
+    "You answer questions about {domain} from its documents. "
     "Answer the question using only the numbered passages below. Write short sentences and end "
     "each sentence with the numbers of the passages that support it, like [1] or [1][2]. If the "
     "passages do not contain the answer, say so.\n\n{passages}\n\nQuestion: {question}\nAnswer:"
@@ -241,7 +244,8 @@ class T5AnswerGenerator:
 
 class BackendAnswerGenerator:
     """Prompts a `vertjax.generators.Generator` (e.g. `OpenAIChatGenerator`) with the numbered
-    passages."""
+    passages. The prompt's `{domain}` is `domain`; the `Assistant` sets an unset one to the
+    index's domain."""
 
     name = "backend"
 
@@ -253,10 +257,11 @@ class BackendAnswerGenerator:
         temperature: float = 0.0,
         seed: int = 0,
         prompt: str = BACKEND_PROMPT,
+        domain: str | None = None,
     ):
         if "{passages}" not in prompt or "{question}" not in prompt:
             raise errors.ConfigError("the answer prompt needs {passages} and {question} fields")
-        self.generator, self.prompt = generator, prompt
+        self.generator, self.prompt, self.domain = generator, prompt, domain
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.name = f"backend:{getattr(generator, 'name', type(generator).__name__)}"
 
@@ -265,7 +270,13 @@ class BackendAnswerGenerator:
             citations.format_passage(i, p) for i, p in enumerate(_passage_records(passages), 1)
         )
         [text] = self.generator.generate(
-            [self.prompt.format(passages=numbered, question=question.strip())],
+            [
+                self.prompt.format(
+                    passages=numbered,
+                    question=question.strip(),
+                    domain=self.domain or NEUTRAL_DOMAIN,
+                )
+            ],
             max_tokens=self.max_tokens,
             temperature=self.temperature,
             seed=self.seed,
