@@ -71,3 +71,32 @@ def test_the_new_spelling_does_not_warn(capsys):
     args = cli.build_parser().parse_args(["synth", "self-kg", "--out", "o", "--max_entities", "7"])
     assert args.max_entities == 7
     assert capsys.readouterr().err == ""
+
+
+def test_library_debug_and_info_logs_only_with_verbose(tmp_path):
+    """bm25s sets its logger to DEBUG when imported: `index build` printed "DEBUG bm25s:
+    Building index from IDs objects" until the console handler got the level too."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import tiny_corpus_records
+
+    from vertjax import io_utils
+
+    io_utils.write_jsonl(tmp_path / "p.jsonl", tiny_corpus_records(20))
+
+    def stderr(*flags: str, out: str) -> str:
+        argv = ["index", "build", "--passages", str(tmp_path / "p.jsonl"), "--bm25"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "vertjax.cli", *flags, *argv, "--out", str(tmp_path / out)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, JAX_PLATFORMS="cpu"),
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stderr
+
+    assert stderr(out="quiet") == ""
+    assert "DEBUG" not in stderr("--verbose", out="verbose")

@@ -113,6 +113,21 @@ def test_parse_from_args_reads_the_declared_flags(gin_dir):
     assert (gin_utils.query_macro("NAME"), gin_utils.query_macro("LR")) == ("abc", 2.0)
 
 
+@pytest.mark.parametrize(
+    "gin_file",
+    [
+        "system/default.gin",
+        "gin_configs/system/default.gin",
+        "vertjax/gin_configs/system/default.gin",
+    ],
+)
+def test_shipped_configs_resolve_from_any_folder(gin_file, tmp_path, monkeypatch):
+    """`--config`/`--gin_file` name a shipped config as the checkout does, from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    gin_utils.parse_gin(gin_files=[gin_file], gin_bindings=["INDEX_DIR='x'"])
+    assert gin_utils.query_macro("INDEX_DIR") == "x" and gin_utils.query_macro("K") == 4
+
+
 def test_missing_gin_file_names_it_and_the_search_path(gin_dir):
     with pytest.raises(errors.ConfigError, match=r"gin file 'nope\.gin' not found \(searched: "):
         gin_utils.parse_gin(gin_files=["nope.gin"], gin_search_paths=[str(gin_dir)])

@@ -64,18 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(*, verbose: bool) -> None:
+    """INFO with --verbose, else warnings only. The level is also set on the console handler:
+    libraries that set their own logger to DEBUG on import (bm25s) would otherwise print
+    their DEBUG lines past the root logger's level."""
+    if not verbose:  # orbax/absl chatter (e.g. read-only manager notices) is not for users
+        logging.getLogger("absl").setLevel(logging.ERROR)
+    level = logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses argv, runs the command and maps `VertjaxError` to one line on stderr and exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(gin_utils.normalize_argv(argv))
-    if not args.verbose:  # orbax/absl chatter (e.g. read-only manager notices) is not for users
-        logging.getLogger("absl").setLevel(logging.ERROR)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose)
     try:
         return int(args._run(args) or 0)
     except errors.VertjaxError as e:

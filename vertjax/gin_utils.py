@@ -141,6 +141,7 @@ def parse_gin(
     resolved = []
     for gin_file in gin_files:
         candidates = [pathlib.Path(gin_file)] + [pathlib.Path(p) / gin_file for p in search]
+        candidates += _in_shipped_configs(gin_file)
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise errors.ConfigError(
@@ -160,6 +161,16 @@ def parse_gin(
         raise errors.ConfigError(_gin_message(e, where="--gin bindings")) from None
     if finalize:
         gin.finalize()
+
+
+def _in_shipped_configs(gin_file: str) -> list[pathlib.Path]:
+    """`gin_configs/system/default.gin` or `vertjax/gin_configs/...` (a path into the source
+    checkout) as the same file of the installed package, so it works from any folder."""
+    parts = pathlib.PurePath(gin_file).parts
+    if pathlib.PurePath(gin_file).is_absolute() or "gin_configs" not in parts:
+        return []
+    inside = parts[len(parts) - parts[::-1].index("gin_configs") :]
+    return [BUILTIN_GIN_DIR.joinpath(*inside)] if inside else []
 
 
 _UNSET = object()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -267,3 +268,17 @@ def test_dense_hits_carry_doc_id_source_and_url(tmp_path):
     )
     assert (hits["p0"].doc_id, hits["p0"].source, hits["p0"].url) == (None, None, None)
     assert hits["p1"].to_json()["source"] == "guide/faq.html"
+
+
+def test_scann_native_info_logs_only_at_info_level(tmp_path, capfd, caplog):
+    """ScaNN's C++ writes "I0000 ... partitioner_factory_base.cc] Size of sampled dataset"
+    straight to stderr; it is dropped unless logging is at INFO (`vertjax --verbose`)."""
+    db = clustered(3000, 16, seed=3)
+    caplog.set_level(logging.WARNING)
+    DenseIndex.build(db, method="scann").save(tmp_path / "quiet")
+    DenseIndex.load(tmp_path / "quiet")
+    quiet = capfd.readouterr().err
+    assert "I0000" not in quiet and "partitioner" not in quiet
+    caplog.set_level(logging.INFO)
+    DenseIndex.build(db, method="scann")
+    assert "partitioner" in capfd.readouterr().err

@@ -9,16 +9,22 @@ An index directory holds:
     scann/                  `searcher.serialize` output (method "scann" only)
 
 The manifest is written last, so a directory without one is an interrupted build. `import scann`
-pulls in TensorFlow (seconds), so it is imported inside the functions that need it.
+pulls in TensorFlow (seconds), so it is imported inside the functions that need it. ScaNN's C++
+INFO lines are dropped unless logging is at INFO (`vertjax --verbose`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +52,8 @@ SCANN_PARAMS = (
 
 PathLike = str | os.PathLike
 Metadata = store.PassageStore | Sequence[Mapping[str, Any]]
+# What ScaNN's C++ (absl) logging writes straight to stderr at INFO level, and its preamble.
+_NATIVE_INFO = re.compile(r"I\d{4} |WARNING: All log messages before absl::InitializeLog")
 
 
 def default_scann_params(count: int) -> dict[str, Any]:
@@ -414,7 +422,13 @@ def _build_scann(embeddings: np.ndarray, params: Mapping[str, Any]) -> Any:
     k = 10
     builder = scann_ops_pybind.builder(embeddings, k, "dot_product")
     if params["brute_force"]:
-        return builder.score_brute_force().build()
+        with native_info_logs_dropped():
+            return builder.score_brute_force().build()
+    with native_info_logs_dropped():
+        return _tree_ah(builder, params)
+
+
+def _tree_ah(builder: Any, params: Mapping[str, Any]) -> Any:
     return (
         builder.tree(
             num_leaves=params["num_leaves"],
@@ -446,8 +460,37 @@ def _load_scann(directory: pathlib.Path) -> Any:
     from scann.scann_ops.py import scann_ops_pybind
 
     try:
-        return scann_ops_pybind.load_searcher(os.fspath(directory), assets_backcompat_shim=False)
+        with native_info_logs_dropped():
+            return scann_ops_pybind.load_searcher(
+                os.fspath(directory), assets_backcompat_shim=False
+            )
     except (RuntimeError, ValueError, OSError) as e:
         raise errors.RetrievalIndexError(
             f"{directory}: cannot load the ScaNN searcher ({e})"
         ) from None
+
+
+@contextlib.contextmanager
+def native_info_logs_dropped() -> Iterator[None]:
+    """Drops the INFO lines native code writes to file descriptor 2 meanwhile ("I0000 ...
+    partitioner_factory_base.cc:58] Size of sampled dataset ..."), unless the root logger is at
+    INFO (`vertjax --verbose`); warnings and errors are written on after the block."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _NATIVE_INFO.match(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
