@@ -79,3 +79,35 @@ def test_train_with_vocab_size_below_the_vocab_names_the_vocab(
     err = capsys.readouterr().err.strip()
     assert str(tiny_vocab) in err and "VOCAB_SIZE" in err and "\n" not in err
     assert not list(run.glob("checkpoint_*"))
+
+
+def test_warm_start_from_a_checkpoint_of_another_vocab_names_both(
+    tmp_path, tiny_corpus_jsonl, tiny_vocab, other_vocab, capsys
+):
+    """Issue 14: warm-starting from a checkpoint trained with another vocabulary was accepted
+    silently; it stops before anything is restored or written, naming both vocabularies."""
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    (pretrained / "config.gin").write_text(f"VOCAB = {str(other_vocab)!r}\n", encoding="utf-8")
+    run = tmp_path / "run"
+    files = {"train": str(tiny_corpus_jsonl)}
+    argv = [
+        "train",
+        "--gin_file=models/t5_1_1/tiny.gin",
+        "--gin_file=runs/pretrain.gin",
+        f"--gin.MODEL_DIR={run}",
+        "--gin.TRAIN_STEPS=2",
+        "--gin.MIXTURE_OR_TASK_NAME=warm_start_vocab_sc",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+        f"--gin.VOCAB={tiny_vocab}",
+        f"--gin.TRAIN_FILES={files!r}",
+        f"--gin.INITIAL_CHECKPOINT_PATH={pretrained}",
+        "--gin.BATCH_SIZE=2",
+        "--no_progress",
+        *TINY_MODEL_GIN_BINDINGS,
+        "--gin.VOCAB_SIZE=400",  # the tiny vocab's ids fit
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(other_vocab) in err and str(tiny_vocab) in err and "\n" not in err
+    assert not list(run.glob("checkpoint_*"))

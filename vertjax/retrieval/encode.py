@@ -15,12 +15,10 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
 import pathlib
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -171,11 +169,11 @@ def _build_record(
     }
     if retriever is not None:
         from vertjax.data import vocab as vocab_lib
-        from vertjax.train import checkpoints
+        from vertjax.train import checkpoints, run_vocab
 
         model_dir, step = checkpoints.resolve_checkpoint(retriever)
         model_path = vocab_lib.resolve_model_path(vocab)
-        trained_with = retriever_vocab(pathlib.Path(model_dir))
+        trained_with = run_vocab.trained_vocab(model_dir)
         if trained_with is not None and store.sha256_file(trained_with) != store.sha256_file(
             model_path
         ):
@@ -190,28 +188,6 @@ def _build_record(
             vocab_sha256=store.sha256_file(model_path),
         )
     return record
-
-
-def retriever_vocab(model_dir: pathlib.Path) -> pathlib.Path | None:
-    """The SentencePiece model a retriever run dir names: its own `spm.model` (a converted GTR)
-    or the `VOCAB` of its `config.gin` (a trained one) when that file exists; else None."""
-    from vertjax.data import vocab as vocab_lib
-
-    own = model_dir / vocab_lib.MODEL_FILENAME
-    if own.is_file():
-        return own
-    config = model_dir / "config.gin"
-    if not config.is_file():
-        return None
-    match = re.search(r"^VOCAB = (.+)$", config.read_text(encoding="utf-8"), re.MULTILINE)
-    if match is None:
-        return None
-    try:
-        named = ast.literal_eval(match.group(1).strip())
-        path = vocab_lib.resolve_model_path(named) if isinstance(named, str) else None
-    except (ValueError, SyntaxError, errors.VertjaxError):
-        return None
-    return path if path is not None and path.is_file() else None
 
 
 def pack_domain(source: pathlib.Path) -> dict[str, str] | None:

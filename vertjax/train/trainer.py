@@ -215,6 +215,12 @@ def train(
     if not model_dir:
         raise errors.ConfigError("MODEL_DIR is not set (pass --gin.MODEL_DIR=...)")
     check_vocab_fits(model=model, data=train_data)
+    if initial_checkpoint_path:  # before anything is written or restored
+        from vertjax.train import run_vocab
+
+        run_vocab.check_warm_start_vocab(
+            initial_checkpoint_path, vocab=run_vocab.data_vocab(train_data)
+        )
     model_dir = os.path.abspath(model_dir)
     pathlib.Path(model_dir).mkdir(parents=True, exist_ok=True)
     mesh = partitioning.create_mesh(mesh_shape)
