@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 
 import pytest
@@ -207,7 +208,7 @@ def test_prompting_generators_get_the_domain_unless_told_one(index_dir):
     assert (told.domain, untold.domain) == ("given", "databases")
 
 
-def test_answers_cite_files_a_user_can_open(tmp_path, capsys):
+def test_answers_cite_files_a_user_can_open(tmp_path, capsys, monkeypatch):
     """`vertjax answer` over the default gin: the refusal names the pack's domain, citations
     name the page's relative path and URL, in the text and in --json."""
     pack = _domain_pack(tmp_path, base_url="https://sqlite.example/doc/")
@@ -226,3 +227,6 @@ def test_answers_cite_files_a_user_can_open(tmp_path, capsys):
     assert str(tmp_path) not in json.dumps(out["selected"])
     assert cli.main([*argv, "--gin.MIN_TOP_SCORE=1e6", question]) == 0
     assert "questions about sqlite_docs." in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO(question + "\n"))
+    assert cli.main(["chat", *argv[1:], "--quiet"]) == 0
+    assert "https://sqlite.example/doc/lang/page3.html" in capsys.readouterr().out
