@@ -42,6 +42,10 @@ class T5Config:
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     layer_norm_epsilon: float = 1e-6
+    # Rematerialisation of each layer in the backward pass (T5X/MaxText's `remat_policy`): "none"
+    # keeps every activation, "minimal" keeps the weight matmuls' outputs and recomputes the rest,
+    # "full" keeps only the layer inputs. Changes memory and speed, never values or params.
+    remat_policy: str = "none"
 
     def __post_init__(self) -> None:
         """`ConfigError` naming the binding for values gin passes through that the model rejects."""
@@ -50,6 +54,11 @@ class T5Config:
             raise errors.ConfigError(
                 f"t5.T5Config.mlp_activations = {tuple(self.mlp_activations)!r}: choose one or more"
                 f" of {', '.join(layers.MLP_ACTIVATIONS)}"
+            )
+        if self.remat_policy not in REMAT_POLICIES:
+            raise errors.ConfigError(
+                f"t5.T5Config.remat_policy = {self.remat_policy!r}: choose one of"
+                f" {', '.join(REMAT_POLICIES)}"
             )
         if not 0.0 <= self.dropout_rate < 1.0:
             raise errors.ConfigError(
@@ -71,6 +80,21 @@ class T5Config:
             for name in PARAM_FIELDS
             if _normalized(getattr(self, name)) != _normalized(getattr(other, name))
         }
+
+
+# What each `remat_policy` saves for the backward pass (None: no rematerialisation).
+REMAT_POLICIES: dict[str, Any] = {
+    "none": None,
+    "minimal": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,
+}
+
+
+def _layer_class(cls: type[nn.Module], config: T5Config, static_argnums: tuple[int, ...]):
+    """`cls`, or `cls` rematerialised under `config.remat_policy` (same params, same names)."""
+    if config.remat_policy == "none":
+        return cls
+    return nn.remat(cls, policy=REMAT_POLICIES[config.remat_policy], static_argnums=static_argnums)
 
 
 # `T5Config` fields that determine the parameters' names and shapes (the activations name the MLP
@@ -145,7 +169,7 @@ class EncoderLayer(nn.Module):
     config: T5Config
 
     @nn.compact
-    def __call__(self, x: Array, bias: Array, *, enable_dropout: bool) -> Array:
+    def __call__(self, x: Array, bias: Array, enable_dropout: bool) -> Array:
         cfg = self.config
         drop = _Dropout(cfg.dropout_rate)
         y = _norm(cfg, "pre_attention_layer_norm")(x)
@@ -167,7 +191,6 @@ class DecoderLayer(nn.Module):
         encoded: Array,
         self_bias: Array,
         cross_bias: Array,
-        *,
         enable_dropout: bool,
         decode: bool,
         cache_index: Array | None,
@@ -220,8 +243,9 @@ class Encoder(nn.Module):
         bias = layers.attention_mask_bias(mask, jnp.float32) + self._relpos()(
             length, length, bidirectional=True
         )
+        layer = _layer_class(EncoderLayer, cfg, static_argnums=(3,))  # enable_dropout
         for i in range(cfg.num_encoder_layers):
-            x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, enable_dropout=enable_dropout)
+            x = layer(cfg, name=f"layers_{i}")(x, bias, enable_dropout)
         x = _norm(cfg, "encoder_norm")(x)
         return _Dropout(cfg.dropout_rate)(x, enable_dropout=enable_dropout)
 
@@ -305,15 +329,11 @@ class Decoder(nn.Module):
         y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
         y = _Dropout(cfg.dropout_rate)(y, enable_dropout=enable_dropout)
         y = layers.constrain(y, ("batch", "length", "embed"))
+        # Decoding keeps no activations for a backward pass: remat only matters when training.
+        layer = DecoderLayer if decode else _layer_class(DecoderLayer, cfg, static_argnums=(5, 6))
         for i in range(cfg.num_decoder_layers):
-            y = DecoderLayer(cfg, name=f"layers_{i}")(
-                y,
-                encoded,
-                self_bias,
-                cross_bias,
-                enable_dropout=enable_dropout,
-                decode=decode,
-                cache_index=cache_index,
+            y = layer(cfg, name=f"layers_{i}")(
+                y, encoded, self_bias, cross_bias, enable_dropout, decode, cache_index
             )
         y = _norm(cfg, "decoder_norm")(y)
         y = _Dropout(cfg.dropout_rate)(y, enable_dropout=enable_dropout)
