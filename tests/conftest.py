@@ -174,11 +174,11 @@ def save_tiny_t5(run_dir: pathlib.Path, *, vocab_size: int, step: int = 0, seed:
     import jax
 
     from vertjax.models import encoder_decoder
-    from vertjax.train import checkpoints
+    from vertjax.train import restore
 
     model = encoder_decoder.EncoderDecoderModel(tiny_t5_config(vocab_size))
     params = model.init_params(jax.random.key(seed))
-    checkpoints.save_params(run_dir, config=model.config, params=params, step=step)
+    restore.save_params(run_dir, config=model.config, params=params, step=step)
     return model, params
 
 
@@ -189,10 +189,10 @@ def make_retriever(
     import jax
 
     from vertjax.models import encoder
-    from vertjax.train import checkpoints
+    from vertjax.train import restore
 
     config = tiny_t5_config(vocab_size)
     model = encoder.DualEncoderModel(config, projection_dim=projection_dim, shared=shared)
-    checkpoints.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
-    model.save_config(str(run_dir))
+    restore.save_params(run_dir, config=config, params=model.init_params(jax.random.key(0)))
+    restore.save_config(run_dir, model)
     return run_dir

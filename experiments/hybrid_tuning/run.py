@@ -333,14 +333,14 @@ def evaluate_model(
     from vertjax.eval import instruction_following, ppl
     from vertjax.generators import t5
     from vertjax.models import encoder_decoder
-    from vertjax.train import checkpoints
+    from vertjax.train import restore
 
     folder = exp.out / "eval" / label
     if (folder / EVAL_FILE).is_file():
         return json.loads((folder / EVAL_FILE).read_text())
     s = exp.s
     _say(f"evaluating {label} ({run_dir})")
-    config, params = checkpoints.load_params(run_dir)
+    config, params = restore.load_params(run_dir)
     model = encoder_decoder.EncoderDecoderModel(config)
     vocabulary = pipeline.get_vocabulary(exp.tasks["domain_sc"])
     record: dict[str, Any] = {"checkpoint": str(run_dir), "ppl": {}, "instructions": {}}

@@ -189,9 +189,9 @@ class Evaluator:
 
     def checkpoint(self, run_dir: pathlib.Path) -> dict[str, dict[str, float]]:
         from vertjax.models import encoder_decoder
-        from vertjax.train import checkpoints
+        from vertjax.train import restore
 
-        config, params = checkpoints.load_params(run_dir)
+        config, params = restore.load_params(run_dir)
         return self.ppl(encoder_decoder.EncoderDecoderModel(config), params)
 
     def random_init(self, run_dir: pathlib.Path) -> dict[str, dict[str, float]]:
@@ -199,9 +199,9 @@ class Evaluator:
         import jax
 
         from vertjax.models import encoder_decoder
-        from vertjax.train import checkpoints
+        from vertjax.train import restore
 
-        model = encoder_decoder.EncoderDecoderModel(checkpoints.load_model_config(run_dir))
+        model = encoder_decoder.EncoderDecoderModel(restore.load_model_config(run_dir))
         return self.ppl(model, model.init_params(jax.random.key(self.settings["seed"])))
 
 

@@ -27,12 +27,12 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from vertjax.train import checkpoints
+    from vertjax.train import restore
 
     model = encoder_decoder.EncoderDecoderModel(CONFIG)
     params = model.init_params(jax.random.key(0))
     path = tmp_path_factory.mktemp("infer") / "run"
-    checkpoints.save_params(path, config=CONFIG, params=params, step=3)
+    restore.save_params(path, config=CONFIG, params=params, step=3)
     return path, params
 
 
@@ -148,11 +148,11 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tiny_vocab, tmp_path, caps
 
 
 def test_a_vocab_bigger_than_the_model_is_one_line_and_exit_2(tiny_vocab, tmp_path, capsys):
-    from vertjax.train import checkpoints
+    from vertjax.train import restore
 
     small = dataclasses.replace(CONFIG, vocab_size=350)
     params = encoder_decoder.EncoderDecoderModel(small).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "small", config=small, params=params)
+    restore.save_params(tmp_path / "small", config=small, params=params)
     good = tmp_path / "good.jsonl"
     good.write_text('{"inputs": "a"}\n')
     assert _infer(tmp_path / "small", tiny_vocab, good, tmp_path / "o.jsonl") == 2

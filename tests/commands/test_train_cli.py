@@ -16,7 +16,7 @@ import pytest
 from conftest import TINY_MODEL_GIN_BINDINGS, tiny_corpus_records
 
 from vertjax import cli, io_utils
-from vertjax.train import checkpoints
+from vertjax.train import checkpoints, restore
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_train_in_a_process_then_rerun_resumes(corpus, tmp_path, capsys):
     config = (model_dir / "config.gin").read_text(encoding="utf-8")
     for expected in ("TRAIN_STEPS = 4", "emb_dim = 32", "trainer.train.", "MODEL_DIR = "):
         assert expected in config
-    assert checkpoints.load_model_config(model_dir).emb_dim == 32
+    assert restore.load_model_config(model_dir).emb_dim == 32
 
     # The same command with more steps resumes from checkpoint 4 (the data position included).
     assert cli.main(train_argv(corpus, model_dir, task="cli_a", steps=6)) == 0

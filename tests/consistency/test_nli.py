@@ -17,7 +17,7 @@ from vertjax.data import vocab as vocab_lib
 from vertjax.demo import consistency as demo_consistency
 from vertjax.generators.t5 import T5Client
 from vertjax.models import encoder_decoder
-from vertjax.train import checkpoints
+from vertjax.train import restore
 
 LONG_PREMISE = " ".join(
     f"The index number {i} stores a sorted run of pages before the commit." for i in range(12)
@@ -31,7 +31,7 @@ def nli_checkpoint(tmp_path_factory, tiny_vocab):
     model = encoder_decoder.EncoderDecoderModel(config)
     params = model.init_params(jax.random.key(0))
     run_dir = tmp_path_factory.mktemp("nli_run")
-    checkpoints.save_params(run_dir, config=config, params=params)
+    restore.save_params(run_dir, config=config, params=params)
     return run_dir, model, params, vocabulary
 
 
@@ -106,7 +106,7 @@ def test_scorer_refuses_a_vocab_bigger_than_the_model(nli_checkpoint, tiny_vocab
     _, model, _, vocabulary = nli_checkpoint
     small = dataclasses.replace(model.config, vocab_size=vocabulary.vocab_size - 50)
     params = encoder_decoder.EncoderDecoderModel(small).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "small", config=small, params=params)
+    restore.save_params(tmp_path / "small", config=small, params=params)
     expected = (
         f"vocab {tiny_vocab} has {vocabulary.vocab_size} ids but the model in "
         f"{tmp_path / 'small'} only {small.vocab_size}"
@@ -207,8 +207,8 @@ def test_scorer_reads_a_classifier_run(tmp_path, tiny_vocab):
     vocabulary = vocab_lib.load_vocab(tiny_vocab)
     model = nli_classifier.NLIClassifierModel(tiny_t5_config(vocabulary.vocab_size), hidden_dim=16)
     params = model.init_params(jax.random.key(1))
-    checkpoints.save_params(tmp_path / "clf", config=model.config, params=params)
-    model.save_config(str(tmp_path / "clf"))
+    restore.save_params(tmp_path / "clf", config=model.config, params=params)
+    restore.save_config(tmp_path / "clf", model)
     scorer = nli.Scorer.from_run_dir(
         tmp_path / "clf", tiny_vocab, max_premise_tokens=24, window_stride=12, batch_size=4
     )

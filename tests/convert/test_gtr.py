@@ -10,7 +10,7 @@ import pytest
 
 from vertjax import errors
 from vertjax.convert import gtr
-from vertjax.models import encoder
+from vertjax.train import restore
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -102,7 +102,7 @@ def test_imported_gtr_matches_the_torch_pipeline(tmp_path, dense):
 def test_import_writes_a_loadable_retriever_run_dir(tmp_path):
     _write_st_model(tmp_path / "st")
     gtr.import_sentence_transformers(tmp_path / "st", tmp_path / "run")
-    model, params = encoder.load_dual_encoder(str(tmp_path / "run"))
+    model, params = restore.load_dual_encoder(str(tmp_path / "run"))
     ids = np.array([[5, 9, 1, 0]], dtype=np.int32)
     np.testing.assert_allclose(
         np.asarray(model.encode(params, ids, kind="question")),
@@ -181,7 +181,7 @@ def test_cli_imports_a_sentence_transformers_directory(tiny_vocab, tmp_path, cap
     assert cli.main([*args, "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "GTR retriever" in out and "embedding dim 12" in out and "no spiece.model" in out
-    model, params = encoder.load_dual_encoder(str(tmp_path / "run"))
+    model, params = restore.load_dual_encoder(str(tmp_path / "run"))
     ids = np.array([reference.tokenizer("one two three").input_ids], dtype=np.int32)
     np.testing.assert_allclose(
         np.asarray(model.encode(params, ids, kind="question")),

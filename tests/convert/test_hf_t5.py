@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 from vertjax import cli, errors
 from vertjax.convert import hf_t5
 from vertjax.models import layers, t5
-from vertjax.train import checkpoints
+from vertjax.train import restore
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -222,7 +222,7 @@ def test_cli_round_trip(v11_dir, tmp_path, capsys):
     vj, hf_out = tmp_path / "vj", tmp_path / "hf"
     assert cli.main(["convert", "--from_hf", str(v11_dir), "--out", str(vj)]) == 0
     assert "untied logits" in capsys.readouterr().out
-    config, params = checkpoints.load_params(vj)
+    config, params = restore.load_params(vj)
     assert config == hf_t5.from_hf(v11_dir)[0]
     assert cli.main(["convert", "--to_hf", "--checkpoint", str(vj), "--out", str(hf_out)]) == 0
     _assert_byte_equal(_tensors(v11_dir), _tensors(hf_out))
@@ -430,7 +430,7 @@ def test_cli_to_hf_with_vocab_writes_a_checked_tokenizer(tiny_vocab, tmp_path, c
         model = encoder_decoder.EncoderDecoderModel(t5.tiny_config(vocab_size))
         params = model.init_params(jax.random.PRNGKey(0))
         run_dir = tmp_path / f"vj{vocab_size}"
-        checkpoints.save_params(run_dir, config=model.config, params=params)
+        restore.save_params(run_dir, config=model.config, params=params)
         return run_dir
 
     args = ["convert", "--to_hf", "--vocab", str(tiny_vocab), "--checkpoint"]

@@ -12,7 +12,7 @@ from conftest import tiny_t5_config
 from vertjax import cli, io_utils
 from vertjax.eval import ppl
 from vertjax.models import encoder_decoder, losses
-from vertjax.train import checkpoints
+from vertjax.train import restore
 
 LENGTHS = {"inputs": 32, "targets": 8}
 
@@ -56,7 +56,7 @@ def test_eval_ppl_cli_writes_json_and_report(tmp_path, tiny_vocab, tiny_corpus_r
     size = vocab.load_vocab(tiny_vocab).vocab_size
     model = _model(size)
     run = tmp_path / "run"
-    checkpoints.save_params(run, config=model.config, params=model.init_params(jax.random.key(1)))
+    restore.save_params(run, config=model.config, params=model.init_params(jax.random.key(1)))
     code = cli.main(
         [
             "eval",

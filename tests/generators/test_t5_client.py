@@ -11,7 +11,7 @@ from vertjax import errors
 from vertjax.data import vocab as vocab_lib
 from vertjax.generators import t5
 from vertjax.models import encoder_decoder
-from vertjax.train import checkpoints
+from vertjax.train import restore
 
 
 @pytest.fixture(name="client", scope="module")
@@ -61,7 +61,7 @@ def test_client_refuses_a_vocab_bigger_than_the_model(client, tiny_vocab):
 def test_t5_generator_decodes_a_tiny_random_checkpoint(tmp_path, tiny_vocab):
     config = tiny_t5_config(512)
     params = encoder_decoder.EncoderDecoderModel(config).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "model", config=config, params=params)
+    restore.save_params(tmp_path / "model", config=config, params=params)
     g = t5.T5Generator.from_run_dir(tmp_path / "model", tiny_vocab, batch_size=2)
     texts = ["What does the cache do?", "Name a table.", "Three prompts, two per batch."]
     out = g.generate(texts, max_tokens=6, temperature=1.0, seed=0)

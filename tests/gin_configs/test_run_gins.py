@@ -11,7 +11,7 @@ import pytest
 from conftest import TINY_MODEL_GIN_BINDINGS, tiny_corpus_records
 
 from vertjax import cli, errors, gin_utils, io_utils
-from vertjax.train import checkpoints
+from vertjax.train import checkpoints, restore
 
 # Each run gin → the dropout it trains with (fine-tuning alone uses dropout, as in T5X).
 RUN_DROPOUT = {
@@ -91,19 +91,19 @@ def test_finetune_trains_with_dropout_from_scratch_or_from_a_checkpoint_without(
     scratch = tmp_path / "scratch"
     assert cli.main(_finetune_argv(scratch, None, files, tiny_vocab, steps=3)) == 0
     assert checkpoints.CheckpointManager(scratch, read_only=True).all_steps() == [3]
-    assert checkpoints.load_model_config(scratch).dropout_rate == 0.1
+    assert restore.load_model_config(scratch).dropout_rate == 0.1
     lines = (scratch / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     rates = {r["train/learning_rate"] for r in map(json.loads, lines) if "train/learning_rate" in r}
     assert rates == {0.001}
 
     # T5X's recipe: the pretrained checkpoint has dropout 0; fine-tuning adds 0.1.
-    config, params = checkpoints.load_params(scratch)
+    config, params = restore.load_params(scratch)
     pretrained = tmp_path / "pretrained"
-    checkpoints.save_params(
+    restore.save_params(
         pretrained, config=dataclasses.replace(config, dropout_rate=0.0), params=params
     )
     tuned = tmp_path / "tuned"
     argv = _finetune_argv(tuned, str(pretrained), files, tiny_vocab, steps=2)
     assert cli.main([*argv, "--gin.NUM_MICROBATCHES=2"]) == 0
-    assert checkpoints.load_model_config(tuned).dropout_rate == 0.1
+    assert restore.load_model_config(tuned).dropout_rate == 0.1
     assert checkpoints.CheckpointManager(tuned, read_only=True).all_steps() == [2]

@@ -15,7 +15,7 @@ from conftest import tiny_t5_config
 
 from vertjax import errors
 from vertjax.models import encoder, encoder_decoder, t5
-from vertjax.train import checkpoints, optimizers, trainer
+from vertjax.train import optimizers, restore, trainer
 
 CONFIG = tiny_t5_config(64)
 
@@ -72,7 +72,7 @@ class _Pairs:
 def test_dpr_trains_and_reloads_and_can_start_from_a_t5_encoder(tmp_path):
     t5_dir = tmp_path / "t5"
     t5_params = encoder_decoder.EncoderDecoderModel(CONFIG).init_params(jax.random.key(3))
-    checkpoints.save_params(t5_dir, config=CONFIG, params=t5_params)
+    restore.save_params(t5_dir, config=CONFIG, params=t5_params)
     model = encoder.DualEncoderModel(CONFIG, projection_dim=8, shared=False)
     schedule = optimizers.constant_schedule(learning_rate=3e-3)
     result = trainer.train(
@@ -86,7 +86,7 @@ def test_dpr_trains_and_reloads_and_can_start_from_a_t5_encoder(tmp_path):
         progress=False,
     )
     assert result.losses[30] < result.losses[1]
-    loaded, params = encoder.load_dual_encoder(str(tmp_path / "dpr"))
+    loaded, params = restore.load_dual_encoder(str(tmp_path / "dpr"))
     assert loaded == model
     tokens = jnp.array([[4, 5, 6, 1]])
     assert model.encode(params, tokens, kind="question").shape == (1, 8)
@@ -94,14 +94,14 @@ def test_dpr_trains_and_reloads_and_can_start_from_a_t5_encoder(tmp_path):
 
 def test_initial_checkpoint_with_another_width_is_refused(tmp_path):
     other = t5.T5Config(**{**CONFIG.__dict__, "emb_dim": 24})
-    checkpoints.save_params(
+    restore.save_params(
         tmp_path / "t5",
         config=other,
         params=encoder_decoder.EncoderDecoderModel(other).init_params(jax.random.key(0)),
     )
     model = encoder.DualEncoderModel(CONFIG, projection_dim=8)
     with pytest.raises(errors.CheckpointError, match="emb_dim 24"):
-        model.load_initial_params(str(tmp_path / "t5"), abstract_params=None)
+        restore.warm_start(model, str(tmp_path / "t5"), abstract_params=None)
 
 
 _MESH_SCRIPT = textwrap.dedent(
@@ -197,7 +197,7 @@ def test_learnable_logit_scale_trains_and_the_config_round_trips(tmp_path):
         checkpoint_period=5,
         progress=False,
     )
-    loaded, params = encoder.load_dual_encoder(str(tmp_path / "gtr"))
+    loaded, params = restore.load_dual_encoder(str(tmp_path / "gtr"))
     assert loaded == model and result.losses[5] < result.losses[1]
     assert float(params[encoder.LOGIT_SCALE_PARAM]) != pytest.approx(np.log(20.0))
 
@@ -209,20 +209,20 @@ def _t5_checkpoint(tmp_path, *, collapsed: bool):
         shared = jax.random.normal(jax.random.key(2), (CONFIG.emb_dim,))
         table = params["token_embedder"]["embedding"]
         params["token_embedder"]["embedding"] = table + 100.0 * shared
-    checkpoints.save_params(tmp_path, config=CONFIG, params=params)
+    restore.save_params(tmp_path, config=CONFIG, params=params)
     return str(tmp_path)
 
 
 def test_starting_from_an_encoder_that_ignores_its_input_is_flagged(tmp_path, caplog):
     model = encoder.DualEncoderModel(CONFIG, projection_dim=8)
     abstract = model.abstract_params()
-    healthy = model.load_initial_params(
-        _t5_checkpoint(tmp_path / "ok", collapsed=False), abstract_params=abstract
+    healthy = restore.warm_start(
+        model, _t5_checkpoint(tmp_path / "ok", collapsed=False), abstract_params=abstract
     )
     assert model.pooled_cosine(healthy) < encoder.COLLAPSED_COSINE
     assert "nearly the same pooled vector" not in caplog.text
-    collapsed = model.load_initial_params(
-        _t5_checkpoint(tmp_path / "bad", collapsed=True), abstract_params=abstract
+    collapsed = restore.warm_start(
+        model, _t5_checkpoint(tmp_path / "bad", collapsed=True), abstract_params=abstract
     )
     assert model.pooled_cosine(collapsed) > encoder.COLLAPSED_COSINE
     assert "nearly the same pooled vector" in caplog.text

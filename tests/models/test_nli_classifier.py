@@ -9,7 +9,7 @@ from conftest import save_tiny_t5, tiny_t5_config
 
 from vertjax import errors
 from vertjax.models import nli_classifier
-from vertjax.train import checkpoints, optimizers, trainer
+from vertjax.train import checkpoints, optimizers, restore, trainer
 
 
 def _batch(labels, *, size=8, seed=0):
@@ -49,8 +49,8 @@ def test_loss_and_log_probs_shapes():
 def test_warm_start_takes_the_t5_encoder_and_refuses_other_shapes(tmp_path):
     _, t5_params = save_tiny_t5(tmp_path / "t5", vocab_size=100)
     model = nli_classifier.NLIClassifierModel(tiny_t5_config(100), hidden_dim=16)
-    params = model.load_initial_params(
-        str(tmp_path / "t5"), abstract_params=model.abstract_params()
+    params = restore.warm_start(
+        model, str(tmp_path / "t5"), abstract_params=model.abstract_params()
     )
     np.testing.assert_array_equal(
         params["token_embedder"]["embedding"], t5_params["token_embedder"]["embedding"]
@@ -58,7 +58,7 @@ def test_warm_start_takes_the_t5_encoder_and_refuses_other_shapes(tmp_path):
     assert "head" in params
     other = nli_classifier.NLIClassifierModel(tiny_t5_config(120), hidden_dim=16)
     with pytest.raises(errors.CheckpointError, match="does not match"):
-        other.load_initial_params(str(tmp_path / "t5"), abstract_params=other.abstract_params())
+        restore.warm_start(other, str(tmp_path / "t5"), abstract_params=other.abstract_params())
 
 
 def test_it_learns_to_tell_copied_from_unrelated_hypotheses_and_reloads(tmp_path):
@@ -75,8 +75,8 @@ def test_it_learns_to_tell_copied_from_unrelated_hypotheses_and_reloads(tmp_path
     )
     losses = list(result.losses.values())
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
-    assert nli_classifier.is_classifier_run(tmp_path / "run")
-    loaded, params = nli_classifier.load_classifier(str(tmp_path / "run"))
+    assert restore.is_classifier_run(tmp_path / "run")
+    loaded, params = restore.load_classifier(str(tmp_path / "run"))
     assert loaded == model
     held_out = _batch(np.array([0, 2] * 4), seed=999)
     predicted = np.argmax(np.asarray(loaded.log_probs(params, held_out)), axis=-1)

@@ -8,8 +8,8 @@ from conftest import make_retriever
 
 from vertjax import errors
 from vertjax.data import vocab as vocab_lib
-from vertjax.models import encoder
 from vertjax.retrieval import dense, encode, store
+from vertjax.train import restore
 
 LENGTH = 96
 
@@ -55,7 +55,7 @@ class _Interrupt(Exception):
 def test_interrupted_encoding_resumes_to_the_same_embeddings(
     tmp_path, tiny_corpus_jsonl, tiny_vocab
 ):
-    model, params = encoder.load_dual_encoder(str(make_retriever(tmp_path / "gtr")))
+    model, params = restore.load_dual_encoder(str(make_retriever(tmp_path / "gtr")))
     vocab = vocab_lib.load_vocab(tiny_vocab)
     passages = store.PassageStore.from_jsonl(tiny_corpus_jsonl)
     batch_encoder = encode.BatchEncoder(model, params, kind="passage", batch_size=16)
@@ -115,7 +115,7 @@ def test_mismatched_encoder_and_vocab_are_clear_errors(tmp_path, tiny_corpus_jso
 
 
 def test_batches_are_length_sorted_and_cut_to_buckets_without_changing_embeddings(tmp_path):
-    model, params = encoder.load_dual_encoder(str(make_retriever(tmp_path / "gtr")))
+    model, params = restore.load_dual_encoder(str(make_retriever(tmp_path / "gtr")))
     rng = np.random.default_rng(0)
     lengths = [3, 70, 33, 64, 1, 65, 5]
     tokens = np.zeros((len(lengths), 96), np.int32)

@@ -22,8 +22,8 @@ from conftest import make_retriever, tiny_corpus_records
 
 from vertjax import io_utils
 from vertjax.data import vocab as vocab_lib
-from vertjax.models import encoder
 from vertjax.retrieval import encode, store
+from vertjax.train import restore
 
 COUNT = 37
 BATCH_SIZE = 6
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     from vertjax.data import vocab as vocab_lib
-    from vertjax.models import encoder
+    from vertjax.train import restore
     from vertjax.retrieval import encode, store
 
     run, vocab_path, passages_path, index_dir, partial_dir, direct_path = sys.argv[1:]
@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent(
         pass
 
 
-    model, params = encoder.load_dual_encoder(run)
+    model, params = restore.load_dual_encoder(run)
     spy = ShardingSpy(model)
     batch_encoder = encode.BatchEncoder(spy, params, kind="passage", batch_size=batch_size)
     vocab = vocab_lib.load_vocab(vocab_path)
@@ -200,7 +200,7 @@ def test_interrupted_four_device_encoding_resumes_on_one_device(four_devices, on
     progress = store.read_progress(paths["partial"])
     assert progress["rows_done"] == 24
 
-    model, params = encoder.load_dual_encoder(str(paths["run"]))
+    model, params = restore.load_dual_encoder(str(paths["run"]))
     resumed_from = encode.encode_passages(
         encoder=encode.BatchEncoder(model, params, kind="passage", batch_size=BATCH_SIZE),
         vocab=vocab_lib.load_vocab(paths["vocab"]),

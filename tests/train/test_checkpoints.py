@@ -187,12 +187,3 @@ def test_missing_or_empty_checkpoint_paths_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(errors.CheckpointError, match="no complete checkpoint"):
         checkpoints.resolve_checkpoint(tmp_path / "empty")
-    with pytest.raises(errors.CheckpointError, match="no model_config.json"):
-        checkpoints.load_model_config(tmp_path / "empty")
-
-
-def test_model_config_round_trips(tmp_path):
-    config = tiny_model().config
-    checkpoints.save_model_config(tmp_path, config)
-    assert checkpoints.load_model_config(tmp_path) == config
-    assert checkpoints.load_model_config(tmp_path / "checkpoint_3") == config

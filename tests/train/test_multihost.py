@@ -20,7 +20,7 @@ import optax
 import pytest
 from synthetic_source import SyntheticSource, tiny_model
 
-from vertjax.train import checkpoints, trainer
+from vertjax.train import checkpoints, restore, trainer
 
 HERE = pathlib.Path(__file__).resolve().parent
 STEPS = 3
@@ -94,7 +94,7 @@ def test_two_processes_train_and_checkpoint_together(tmp_path):
     np.testing.assert_array_equal(losses[0], losses[1])
 
     assert checkpoints.CheckpointManager(model_dir, read_only=True).all_steps() == [STEPS]
-    config, params = checkpoints.load_params(model_dir)
+    config, params = restore.load_params(model_dir)
     assert config.emb_dim == 32
     query = params["encoder"]["layers_0"]["attention"]["query"]["kernel"]
     assert query.shape == (32, 32) and np.all(np.isfinite(np.asarray(query)))

@@ -13,7 +13,7 @@ import pytest
 from synthetic_source import FiniteSource, SyntheticSource, tiny_model
 
 from vertjax import errors
-from vertjax.train import checkpoints, optimizers, trainer
+from vertjax.train import checkpoints, optimizers, restore, trainer
 
 
 def _train(model_dir, **overrides) -> trainer.TrainResult:
@@ -58,7 +58,7 @@ def test_metrics_eval_and_checkpoints_of_a_short_run(tmp_path):
     assert 2 * 8 * 4 <= evals[4]["eval/target_tokens"] <= 2 * 8 * 8
     assert evals[4]["eval/perplexity"] == pytest.approx(math.exp(evals[4]["eval/loss"]))
     assert checkpoints.CheckpointManager(tmp_path, read_only=True).all_steps() == [4]
-    assert checkpoints.load_model_config(tmp_path) == tiny_model().config
+    assert restore.load_model_config(tmp_path) == tiny_model().config
     assert list(tmp_path.glob("events.out.tfevents.*"))  # TensorBoard
 
 
@@ -94,7 +94,7 @@ def test_no_model_dir_is_a_config_error():
 def test_initial_checkpoint_of_another_model_is_refused(tmp_path):
     other = tiny_model(emb_dim=16).config
     params = tiny_model(emb_dim=16).init_params(jax.random.key(0))
-    checkpoints.save_params(tmp_path / "other", config=other, params=params)
+    restore.save_params(tmp_path / "other", config=other, params=params)
     with pytest.raises(errors.CheckpointError) as info:
         _train(tmp_path / "run", initial_checkpoint_path=str(tmp_path / "other"))
     message = str(info.value)
@@ -106,10 +106,12 @@ def test_finetuning_with_dropout_starts_from_a_checkpoint_trained_without(tmp_pa
     # T5X's recipe: pretrain with dropout 0, fine-tune with 0.1; only shape fields must match.
     pretrained = tiny_model(dropout_rate=0.0)
     params = pretrained.init_params(jax.random.key(7))
-    checkpoints.save_params(tmp_path / "pretrained", config=pretrained.config, params=params)
+    restore.save_params(tmp_path / "pretrained", config=pretrained.config, params=params)
     tuned = tiny_model(dropout_rate=0.1)
-    started = tuned.load_initial_params(
-        str(tmp_path / "pretrained"), abstract_params=checkpoints.abstract_params_for(tuned.config)
+    started = restore.warm_start(
+        tuned,
+        str(tmp_path / "pretrained"),
+        abstract_params=restore.abstract_params_for(tuned.config),
     )
     for got, want in zip(jax.tree.leaves(started), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
@@ -120,7 +122,7 @@ def test_finetuning_with_dropout_starts_from_a_checkpoint_trained_without(tmp_pa
         initial_checkpoint_path=str(tmp_path / "pretrained"),
     )
     assert result.step == 2 and all(math.isfinite(v) for v in result.losses.values())
-    assert checkpoints.load_model_config(tmp_path / "run").dropout_rate == 0.1
+    assert restore.load_model_config(tmp_path / "run").dropout_rate == 0.1
 
 
 def _nan_update_at(count: int) -> optax.GradientTransformation:
@@ -150,7 +152,7 @@ def test_skipping_non_finite_steps_keeps_training_on_finite_params(tmp_path):
     assert all(math.isfinite(result.losses[s]) for s in (1, 3, 4))
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["train/skipped_steps"] for r in records if "train/loss" in r] == [0, 1, 1, 1]
-    _, params = checkpoints.load_params(tmp_path)
+    _, params = restore.load_params(tmp_path)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 

@@ -89,14 +89,14 @@ def run(args: argparse.Namespace) -> int:
 def _convert_t5(args: argparse.Namespace, out: pathlib.Path) -> int:
     from vertjax.convert import hf_t5
     from vertjax.models import t5
-    from vertjax.train import checkpoints
+    from vertjax.train import restore
 
     with staged_output(out) as tmp:
         if args.from_hf:
             config, params = hf_t5.from_hf(args.from_hf)
-            checkpoints.save_params(tmp, config=config, params=params)
+            restore.save_params(tmp, config=config, params=params)
         else:
-            config, params = checkpoints.load_params(args.checkpoint)
+            config, params = restore.load_params(args.checkpoint)
             hf_t5.to_hf(config, params, tmp)
             if args.vocab:
                 _write_checked_tokenizer(args.vocab, tmp, vocab_size=config.vocab_size)

@@ -137,10 +137,10 @@ class Scorer:
         arguments (gin binds this one)."""
         from vertjax.data import vocab as vocab_lib
         from vertjax.generators import t5
-        from vertjax.models import nli_classifier
+        from vertjax.train import restore
 
-        if nli_classifier.is_classifier_run(checkpoint_dir):
-            model, params = nli_classifier.load_classifier(str(checkpoint_dir))
+        if restore.is_classifier_run(checkpoint_dir):
+            model, params = restore.load_classifier(str(checkpoint_dir))
             vocabulary = vocab_lib.load_vocab(vocab_path)
             client = t5.T5Client(model, params, vocabulary, name=str(checkpoint_dir))
         else:

@@ -188,11 +188,11 @@ def _check_shapes(params: Mapping[str, Any], abstract: Any, *, where: pathlib.Pa
 
 
 def save_retriever(model: Any, params: Any, out_dir: PathLike) -> pathlib.Path:
-    """Writes a retriever run dir (`load_dual_encoder` / `vertjax index build --retriever`)."""
-    from vertjax.train import checkpoints
+    """Writes a retriever run dir (read by `restore.load_dual_encoder`, `vertjax index build`)."""
+    from vertjax.train import restore
 
-    checkpoints.save_params(out_dir, config=model.config, params=params, step=0)
-    model.save_config(str(out_dir))
+    restore.save_params(out_dir, config=model.config, params=params, step=0)
+    restore.save_config(out_dir, model)
     return pathlib.Path(out_dir)
 
 

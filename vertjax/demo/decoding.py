@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from vertjax.data import packs
 from vertjax.demo.state import DemoState, say
-from vertjax.models import encoder_decoder, reference_decoding
+from vertjax.models import reference_decoding
+from vertjax.train import restore
 
 
 def stage_decoding(state: DemoState) -> None:
@@ -12,7 +13,7 @@ def stage_decoding(state: DemoState) -> None:
     if "decoding" in state.results:
         return
     say("timing reference (copy) decoding against greedy")
-    t5 = encoder_decoder.load_pretrained(state.results["pretrain"]["run_dir"], state.out / "vocab")
+    t5 = restore.load_pretrained(state.results["pretrain"]["run_dir"], state.out / "vocab")
     passages = packs.load_passages(state.results["data"]["domain"]["dir"], splits=("validation",))[
         :3
     ]

@@ -13,7 +13,7 @@ from vertjax.data import pipeline, tasks
 from vertjax.demo.state import DemoState, say
 from vertjax.eval import ppl
 from vertjax.models import encoder_decoder, t5
-from vertjax.train import checkpoints, data_config, optimizers, trainer
+from vertjax.train import data_config, optimizers, restore, trainer
 
 
 def register_pretraining_tasks(state: DemoState) -> dict[str, str]:
@@ -101,7 +101,7 @@ def stage_pretrain(state: DemoState) -> None:
         seed=cfg.seed,
     )
     seconds = time.perf_counter() - start
-    _, params = checkpoints.load_params(run_dir)
+    _, params = restore.load_params(run_dir)
     after = _ppl_table(state, model, params)
     say(f"PPL after {cfg.train_steps} steps: {_fmt(after)}")
     state.results["pretrain"] = {

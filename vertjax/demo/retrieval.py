@@ -29,7 +29,7 @@ from vertjax.eval import plots
 from vertjax.models import encoder, t5
 from vertjax.retrieval import encode, evaluate, fusion, pairs
 from vertjax.synth import report, self_qa
-from vertjax.train import checkpoints, optimizers, trainer
+from vertjax.train import checkpoints, optimizers, restore, trainer
 
 PathLike = str | os.PathLike
 # Pair objectives of the demo's retriever: mostly the labelled template questions of the train
@@ -115,9 +115,7 @@ def run(
     files = _write_questions(out, pack_dir, max_questions)
     vocab_size = vocab_lib.load_vocab(vocab_dir).vocab_size
     if initial_checkpoint is not None:
-        config = checkpoints.load_model_config(
-            checkpoints.resolve_checkpoint(initial_checkpoint)[0]
-        )
+        config = restore.load_model_config(checkpoints.resolve_checkpoint(initial_checkpoint)[0])
     else:
         config = t5.tiny_config(vocab_size)
     model = encoder.DualEncoderModel(config, projection_dim=128, shared=True)

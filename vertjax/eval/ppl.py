@@ -115,9 +115,9 @@ def evaluate_ppl(
       registered: bound to a gin registration call so tasks exist before evaluation.
     """
     del registered
-    from vertjax.train import checkpoints
+    from vertjax.train import checkpoints, restore
 
-    config, params = checkpoints.load_params(checkpoint)
+    config, params = restore.load_params(checkpoint)
     model = encoder_decoder.EncoderDecoderModel(config)
     model_dir, step = checkpoints.resolve_checkpoint(checkpoint)
     results = {}

@@ -18,7 +18,7 @@ import numpy as np
 
 from vertjax import errors
 from vertjax.generators import derive_seed
-from vertjax.models import decoding, encoder_decoder
+from vertjax.models import decoding
 
 PathLike = str | os.PathLike
 MIN_BUCKET = 8
@@ -73,7 +73,9 @@ class T5Client:
     @classmethod
     def from_run_dir(cls, checkpoint: PathLike, vocab: PathLike) -> T5Client:
         """A run dir (latest step) or `checkpoint_<step>` dir and its SentencePiece vocab."""
-        loaded = encoder_decoder.load_pretrained(checkpoint, vocab)
+        from vertjax.train import restore  # orbax: only when a checkpoint is opened
+
+        loaded = restore.load_pretrained(checkpoint, vocab)
         return cls(
             model=loaded.model,
             params=loaded.params,

@@ -9,9 +9,6 @@ tower (`tower/...`); DPR has `question_tower/...` and `passage_tower/...`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-import pathlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,12 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vertjax import errors, io_utils
 from vertjax.models import encoder_decoder, layers, losses, t5, t5_encoder
 
-logger = logging.getLogger(__name__)
 Array = jax.Array
-RETRIEVER_CONFIG_FILE = "retriever_config.json"
 # Mean pairwise cosine of pooled encoder states (random probe inputs) above which an initial
 # encoder counts as collapsed: a random T5 encoder gives ~0.3 here.
 COLLAPSED_COSINE = 0.95
@@ -192,46 +186,6 @@ class DualEncoderModel:
         }
         return loss, metrics
 
-    def save_config(self, model_dir: str) -> None:
-        from vertjax.train import checkpoints
-
-        checkpoints.save_model_config(model_dir, self.config)
-        io_utils.atomic_write_json(
-            pathlib.Path(model_dir) / RETRIEVER_CONFIG_FILE,
-            {
-                "projection_dim": self.projection_dim,
-                "shared": self.shared,
-                "logit_scale": self.logit_scale,
-                "learnable_logit_scale": self.learnable_logit_scale,
-                "bidirectional": self.bidirectional,
-            },
-        )
-
-    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
-        """Starts the towers from a T5 encoder-decoder checkpoint's encoder (and embedder).
-
-        The projection (and logit scale) keep their fresh initialisation; for DPR both towers
-        start from the same encoder.
-        """
-        pretrained = t5_encoder.pretrained_encoder(path, config=self.config, what="retriever")
-        fresh = self.init_params(jax.random.key(0))
-        towers = ["tower"] if self.shared else ["question_tower", "passage_tower"]
-        for tower in towers:
-            fresh[tower] = {**fresh[tower], **pretrained}
-        cosine = self.pooled_cosine(fresh)
-        if cosine > COLLAPSED_COSINE:
-            logger.warning(
-                "%s: this encoder maps different inputs to nearly the same pooled vector (mean "
-                "cosine %.3f on random token sequences; a random T5 encoder gives ~0.05): its "
-                "residual stream is dominated by one input-independent direction, so the "
-                "retriever starts collapsed and trains worse than from random weights. Pretrain "
-                "it with a smaller learning rate (AdamW 1e-3, not T5's Adafactor 1e-2) or start "
-                "from scratch.",
-                path,
-                cosine,
-            )
-        return t5_encoder.place_like(fresh, abstract_params)
-
     def pooled_cosine(
         self, params: Any, *, num: int = 16, length: int = 32, seed: int = 0
     ) -> float:
@@ -250,25 +204,3 @@ class DualEncoderModel:
         vectors /= np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
         sims = vectors @ vectors.T
         return float(sims[~np.eye(num, dtype=bool)].mean())
-
-
-def load_dual_encoder(path: str) -> tuple[DualEncoderModel, Any]:
-    """(model, params) of a trained retriever run dir or `checkpoint_<step>` dir."""
-    from vertjax.train import checkpoints
-
-    model_dir, _ = checkpoints.resolve_checkpoint(path)
-    config_file = model_dir / RETRIEVER_CONFIG_FILE
-    if not config_file.is_file():
-        raise errors.CheckpointError(
-            f"{model_dir}: no {RETRIEVER_CONFIG_FILE} (not a retriever run)"
-        )
-    extra = json.loads(config_file.read_text(encoding="utf-8"))
-    if "temperature" in extra:  # written before the logit scale replaced the temperature
-        extra["logit_scale"] = 1.0 / extra.pop("temperature")
-        extra["learnable_logit_scale"] = extra.pop("learnable_temperature", False)
-    model = DualEncoderModel(checkpoints.load_model_config(model_dir), **extra)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), model.abstract_params()
-    )
-    _, params = checkpoints.load_params(path, abstract_params=abstract)
-    return model, params

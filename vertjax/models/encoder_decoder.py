@@ -1,28 +1,20 @@
 """`EncoderDecoderModel`: the T5 module plus its loss, scoring and initialisation (T5X's models.py).
 
 The trainer, `vertjax eval ppl`, the NLI scorer and decoding all go through this class, so loss
-normalisation and masking are defined once. `load_pretrained` is the one way to open a trained
-checkpoint together with its SentencePiece vocab (callers hold the result as a
-`vertjax.generators.t5.T5Client`), so every caller refuses a vocab that does not fit the model the
-same way.
+normalisation and masking are defined once. Opening a trained checkpoint is `train/restore.py`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pathlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from vertjax.models import losses, t5
-
-if TYPE_CHECKING:
-    import seqio
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -104,33 +96,6 @@ class EncoderDecoderModel:
     def logical_param_axes(self) -> Any:
         return logical_param_axes(self.config)
 
-    def save_config(self, model_dir: str) -> None:
-        from vertjax.train import checkpoints
-
-        checkpoints.save_model_config(model_dir, self.config)
-
-    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
-        """Params of another run or a converted checkpoint, cast to this model's dtype.
-
-        Only the config fields that fix parameter shapes must match (`T5Config.param_mismatches`):
-        dropout, dtype and the like are the new run's own.
-        """
-        from vertjax import errors
-        from vertjax.train import checkpoints
-
-        model_dir, _ = checkpoints.resolve_checkpoint(path)
-        config = checkpoints.load_model_config(model_dir)
-        mismatches = self.config.param_mismatches(config)
-        if mismatches:  # checked before restoring: orbax's shape errors say less
-            fields = ", ".join(
-                f"{k} {theirs!r} (configured: {mine!r})" for k, (mine, theirs) in mismatches.items()
-            )
-            raise errors.CheckpointError(
-                f"{path}: the checkpoint's model has another shape: {fields}"
-            )
-        _, params = checkpoints.load_params(path, abstract_params=abstract_params)
-        return params
-
     def init_params(self, rng: Array) -> Any:
         variables = self.module.init(rng, **_dummy_batch(), enable_dropout=False)
         return _unbox(variables["params"])
@@ -186,48 +151,3 @@ class EncoderDecoderModel:
         targets = batch["decoder_target_tokens"]
         weights = batch.get("decoder_loss_weights", (targets > 0).astype(jnp.float32))
         return losses.token_log_likelihood(logits, targets) * weights
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedT5:
-    """A checkpoint opened for inference: the model, its params and the vocab it reads.
-
-    Attributes:
-      model: the `EncoderDecoderModel` built from the run's `model_config.json`.
-      params: the restored params (host-local arrays on the default device).
-      vocabulary: the seqio SentencePiece vocabulary (with its extra ids).
-      model_dir: the run directory the checkpoint belongs to.
-      step: the step that was loaded (the latest one when a run dir was given).
-    """
-
-    model: EncoderDecoderModel
-    params: Any
-    vocabulary: seqio.Vocabulary
-    model_dir: pathlib.Path
-    step: int
-
-
-def load_pretrained(checkpoint: str | os.PathLike, vocab: str | os.PathLike) -> LoadedT5:
-    """Loads a run dir (latest step) or `checkpoint_<step>` dir and its SentencePiece vocab.
-
-    The vocab is checked against the model's embedding table before the params are restored, so a
-    wrong vocab is one `ConfigError` naming both paths instead of out-of-range token ids later.
-    """
-    from vertjax.data import vocab as vocab_lib
-    from vertjax.train import checkpoints
-
-    model_dir, step = checkpoints.resolve_checkpoint(checkpoint)
-    config = checkpoints.load_model_config(model_dir)
-    vocabulary = vocab_lib.load_vocab(vocab)
-    vocab_lib.check_fits_model(
-        vocabulary, config.vocab_size, vocab_path=vocab, model=f"the model in {checkpoint}"
-    )
-    step_dir = model_dir / f"{checkpoints.STEP_PREFIX}_{step}"  # the step resolved above
-    _, params = checkpoints.load_params(step_dir)
-    return LoadedT5(
-        model=EncoderDecoderModel(config),
-        params=params,
-        vocabulary=vocabulary,
-        model_dir=model_dir,
-        step=step,
-    )

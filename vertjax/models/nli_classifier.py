@@ -13,8 +13,6 @@ seq2seq T5 judge stays at chance (measured in experiments/nli_consistency).
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,11 +21,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vertjax import errors, io_utils
 from vertjax.models import encoder_decoder, layers, t5, t5_encoder
 
 Array = jax.Array
-CLASSIFIER_CONFIG_FILE = "nli_classifier_config.json"
 LABELS = ("entailment", "neutral", "contradiction")
 
 
@@ -154,50 +150,3 @@ class NLIClassifierModel:
             "num_examples": n,
         }
         return jnp.mean(per_example), metrics
-
-    def save_config(self, model_dir: str) -> None:
-        from vertjax.train import checkpoints
-
-        checkpoints.save_model_config(model_dir, self.config)
-        io_utils.atomic_write_json(
-            pathlib.Path(model_dir) / CLASSIFIER_CONFIG_FILE,
-            {
-                "hidden_dim": self.hidden_dim,
-                "labels": list(self.labels),
-                "hypothesis_tokens": self.hypothesis_tokens,
-                "premise_tokens": self.premise_tokens,
-            },
-        )
-
-    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any:
-        """Starts the encoder and embeddings from a T5 encoder-decoder checkpoint; the head fresh."""
-        pretrained = t5_encoder.pretrained_encoder(path, config=self.config, what="NLI classifier")
-        fresh = {**self.init_params(jax.random.key(0)), **pretrained}
-        return t5_encoder.place_like(fresh, abstract_params)
-
-
-def is_classifier_run(path: str | pathlib.Path) -> bool:
-    """True when a run dir (or one of its `checkpoint_<step>` dirs) holds an NLI classifier."""
-    path = pathlib.Path(path)
-    return any((p / CLASSIFIER_CONFIG_FILE).is_file() for p in (path, path.parent))
-
-
-def load_classifier(path: str) -> tuple[NLIClassifierModel, Any]:
-    """(model, params) of a trained classifier run dir or `checkpoint_<step>` dir."""
-    from vertjax.train import checkpoints
-
-    model_dir, _ = checkpoints.resolve_checkpoint(path)
-    config_path = pathlib.Path(model_dir) / CLASSIFIER_CONFIG_FILE
-    if not config_path.is_file():
-        raise errors.CheckpointError(f"{config_path}: missing (not an NLI classifier run)")
-    options = json.loads(config_path.read_text(encoding="utf-8"))
-    config = checkpoints.load_model_config(model_dir)
-    model = NLIClassifierModel(
-        config,
-        hidden_dim=int(options["hidden_dim"]),
-        labels=tuple(options["labels"]),
-        hypothesis_tokens=int(options["hypothesis_tokens"]),
-        premise_tokens=int(options["premise_tokens"]),
-    )
-    _, params = checkpoints.load_params(path, abstract_params=model.abstract_params())
-    return model, params

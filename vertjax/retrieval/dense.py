@@ -54,9 +54,9 @@ class DenseRetriever(index.DenseRetriever):
     ) -> DenseRetriever:
         """Loads the dual encoder at `retriever` (run dir or `checkpoint_<step>`) and `vocab`."""
         from vertjax.data import vocab as vocab_lib
-        from vertjax.models import encoder
+        from vertjax.train import restore
 
-        model, params = encoder.load_dual_encoder(str(retriever))
+        model, params = restore.load_dual_encoder(str(retriever))
         if model.projection_dim != dense_index.dimension:
             raise errors.RetrievalIndexError(
                 f"the retriever {retriever} embeds into {model.projection_dim} dimensions but the"

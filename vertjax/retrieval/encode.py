@@ -393,9 +393,9 @@ def build_index(
         return {**summary, "status": "already built"}
     if retriever is not None:  # load and check before writing: a wrong vocab leaves nothing
         from vertjax.data import vocab as vocab_lib
-        from vertjax.models import encoder
+        from vertjax.train import restore
 
-        model, params = encoder.load_dual_encoder(str(retriever))
+        model, params = restore.load_dual_encoder(str(retriever))
         vocabulary = vocab_lib.load_vocab(vocab)
         vocab_lib.check_fits_model(
             vocabulary, model.config.vocab_size, vocab_path=vocab, model="the retriever"

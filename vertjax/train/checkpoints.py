@@ -1,55 +1,24 @@
 """Checkpoints through orbax: params, optimizer state and the data-iterator position.
 
-Layout of a run directory: `MODEL_DIR/checkpoint_<step>/{params,opt_state,data}` plus
-`MODEL_DIR/model_config.json` (the `T5Config`, so inference and conversion need no gin). orbax
-writes each step to a temporary directory and renames it when complete, so a checkpoint left
-half-written by a kill is never listed, never loaded.
+Layout of a run directory: `MODEL_DIR/checkpoint_<step>/{params,opt_state,data}`; the model's
+configs beside them are `restore.py`'s. orbax writes each step to a temporary directory and
+renames it when complete, so a checkpoint left half-written by a kill is never listed, never
+loaded. This module restores into given abstract params and knows no model classes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import pathlib
 from typing import Any
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
-from vertjax import errors, io_utils
-from vertjax.models import t5
+from vertjax import errors
 
 PathLike = str | os.PathLike
 STEP_PREFIX = "checkpoint"
-MODEL_CONFIG_FILE = "model_config.json"
-
-
-def save_model_config(model_dir: PathLike, config: t5.T5Config) -> None:
-    """Writes the model hyper-parameters next to the checkpoints."""
-    fields = dataclasses.asdict(config)
-    fields["mlp_activations"] = list(config.mlp_activations)
-    fields["dtype"] = str(np.dtype(config.activation_dtype).name)
-    io_utils.atomic_write_json(pathlib.Path(model_dir) / MODEL_CONFIG_FILE, fields)
-
-
-def load_model_config(model_dir: PathLike) -> t5.T5Config:
-    """Reads `model_config.json` from a run dir (or from the parent of a checkpoint dir)."""
-    model_dir = pathlib.Path(model_dir)
-    for candidate in (model_dir / MODEL_CONFIG_FILE, model_dir.parent / MODEL_CONFIG_FILE):
-        if candidate.is_file():
-            fields = json.loads(candidate.read_text(encoding="utf-8"))
-            known = {f.name for f in dataclasses.fields(t5.T5Config)}
-            unknown = sorted(set(fields) - known)
-            if unknown:
-                raise errors.CheckpointError(f"{candidate}: unknown model config keys {unknown}")
-            fields["mlp_activations"] = tuple(fields.get("mlp_activations", ("gelu", "linear")))
-            return t5.T5Config(**fields)
-    raise errors.CheckpointError(
-        f"{model_dir}: no {MODEL_CONFIG_FILE} (is this a vertjax run dir?)"
-    )
 
 
 class CheckpointManager:
@@ -139,45 +108,13 @@ def resolve_checkpoint(path: PathLike) -> tuple[pathlib.Path, int]:
     return path, step
 
 
-def load_params(path: PathLike, *, abstract_params: Any = None) -> tuple[t5.T5Config, Any]:
-    """Loads (model config, params) from a run dir or a `checkpoint_<step>` dir.
-
-    Without `abstract_params` the params come back as host-local arrays on the default device.
-    """
-    model_dir, step = resolve_checkpoint(path)
-    config = load_model_config(model_dir)
-    if abstract_params is None:
-        abstract_params = abstract_params_for(config)
+def restore_params(model_dir: PathLike, step: int, *, abstract_params: Any) -> Any:
+    """The params of `model_dir`'s checkpoint `step` (see `resolve_checkpoint`), restored like
+    `abstract_params` (ShapeDtypeStructs, with shardings where they matter)."""
     manager = CheckpointManager(model_dir, read_only=True)
     try:
         params, _, _ = manager.restore(step, abstract_params=abstract_params)
     finally:
         manager.close()
     logging.info("loaded params from %s step %d", model_dir, step)
-    return config, params
-
-
-def save_params(model_dir: PathLike, *, config: t5.T5Config, params: Any, step: int = 0) -> None:
-    """Writes a params-only checkpoint (conversion output, exported models)."""
-    save_model_config(model_dir, config)
-    manager = CheckpointManager(model_dir, max_to_keep=None)
-    try:
-        manager.save(step, params=params)
-        manager.wait_until_finished()
-    finally:
-        manager.close()
-
-
-def abstract_params_for(config: t5.T5Config) -> Any:
-    """ShapeDtypeStructs of the model's params on this process's first device, for restoring.
-
-    The explicit sharding lets orbax restore a checkpoint saved on another topology (a pod or a
-    multi-device mesh) into one local process.
-    """
-    from vertjax.models import encoder_decoder  # local: avoids a cycle at import time
-
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-        encoder_decoder.abstract_params(config),
-    )
+    return params

@@ -24,13 +24,14 @@ import numpy as np
 import optax
 
 from vertjax import errors
-from vertjax.train import checkpoints, metrics_writer, microbatches, partitioning
+from vertjax.train import checkpoints, metrics_writer, microbatches, partitioning, restore
 
 Batch = Mapping[str, np.ndarray]
 
 
 class TrainableModel(Protocol):
-    """What the trainer needs of a model (`EncoderDecoderModel`, `DualEncoderModel`)."""
+    """What the trainer needs of a model (`EncoderDecoderModel`, `DualEncoderModel`,
+    `NLIClassifierModel`); its run-dir configs and warm start are `restore.py`'s."""
 
     def init_params(self, rng: jax.Array) -> Any: ...
 
@@ -45,9 +46,10 @@ class TrainableModel(Protocol):
     @property
     def uses_dropout(self) -> bool: ...
 
-    def save_config(self, model_dir: str) -> None: ...
-
-    def load_initial_params(self, path: str, *, abstract_params: Any) -> Any: ...
+    @property
+    def config(self) -> Any:
+        """The `T5Config` of the model's T5 stack (written to the run dir by `restore`)."""
+        ...
 
 
 class DataSource(Protocol):
@@ -308,7 +310,7 @@ def _initial_state(*, model, steps, manager, optimizer, seed, initial_checkpoint
         )
         return params, opt_state, latest, data_state
     if initial_checkpoint_path:
-        params = model.load_initial_params(initial_checkpoint_path, abstract_params=abstract_params)
+        params = restore.warm_start(model, initial_checkpoint_path, abstract_params=abstract_params)
     else:
         init = jax.jit(model.init_params, out_shardings=steps.param_shardings)
         params = init(jax.random.key(seed))
@@ -348,7 +350,7 @@ def _run(
         initial_checkpoint_path=initial_checkpoint_path,
         model_dir=model_dir,
     )
-    model.save_config(model_dir)
+    restore.save_config(model_dir, model)
     batches_consumed = int(data_state.get("batches_consumed", step))
     batches = train_data.iterator(
         start_batch=batches_consumed,

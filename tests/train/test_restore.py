@@ -1,4 +1,5 @@
-"""`load_pretrained`: one checkpoint + vocab loader that refuses a vocab the model cannot embed."""
+"""`restore`: model configs in a run dir, and `load_pretrained`, the one checkpoint + vocab loader
+that refuses a vocab the model cannot embed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ import re
 import jax
 import numpy as np
 import pytest
-from conftest import save_tiny_t5
+from conftest import save_tiny_t5, tiny_t5_config
 
 from vertjax import errors
-from vertjax.models import encoder_decoder
-from vertjax.train import checkpoints
+from vertjax.train import restore
+
+
+def test_model_config_round_trips_and_a_missing_one_is_named(tmp_path):
+    config = tiny_t5_config(100)
+    restore.save_model_config(tmp_path / "run", config)
+    assert restore.load_model_config(tmp_path / "run") == config
+    assert restore.load_model_config(tmp_path / "run" / "checkpoint_3") == config
+    with pytest.raises(errors.CheckpointError, match="no model_config.json"):
+        restore.load_model_config(tmp_path / "empty")
 
 
 def test_load_pretrained_gives_the_asked_step_with_its_vocab(tmp_path, tiny_vocab):
@@ -20,8 +29,8 @@ def test_load_pretrained_gives_the_asked_step_with_its_vocab(tmp_path, tiny_voca
     for step in (1, 4):  # 400 = the tiny vocab's 300 pieces + 100 extra ids
         model, saved[step] = save_tiny_t5(run_dir, vocab_size=400, step=step, seed=step)
 
-    latest = encoder_decoder.load_pretrained(run_dir, tiny_vocab)
-    first = encoder_decoder.load_pretrained(run_dir / "checkpoint_1", tiny_vocab.parent)
+    latest = restore.load_pretrained(run_dir, tiny_vocab)
+    first = restore.load_pretrained(run_dir / "checkpoint_1", tiny_vocab.parent)
     assert (latest.model_dir, latest.step) == (run_dir.absolute(), 4)
     assert (first.model_dir, first.step) == (run_dir.absolute(), 1)
     assert latest.model == model and latest.vocabulary.vocab_size == 400
@@ -35,12 +44,12 @@ def test_load_pretrained_refuses_a_vocab_bigger_than_the_model(tmp_path, tiny_vo
     def no_restore(*args, **kwargs):
         raise AssertionError("params restored before the vocab check")
 
-    monkeypatch.setattr(checkpoints, "load_params", no_restore)
+    monkeypatch.setattr(restore, "load_params", no_restore)
     expected = f"vocab {tiny_vocab} has 400 ids but the model in {tmp_path / 'run'} only 350"
     with pytest.raises(errors.ConfigError, match=re.escape(expected)):
-        encoder_decoder.load_pretrained(tmp_path / "run", tiny_vocab)
+        restore.load_pretrained(tmp_path / "run", tiny_vocab)
 
 
 def test_load_pretrained_names_a_missing_checkpoint(tmp_path, tiny_vocab):
     with pytest.raises(errors.CheckpointError, match="no_such_run"):
-        encoder_decoder.load_pretrained(tmp_path / "no_such_run", tiny_vocab)
+        restore.load_pretrained(tmp_path / "no_such_run", tiny_vocab)
