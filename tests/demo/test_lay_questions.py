@@ -14,7 +14,7 @@ import pytest
 
 from vertjax.data import packs
 from vertjax.demo import retrieval
-from vertjax.eval import retrieval_metrics
+from vertjax.retrieval import metrics
 
 LAY = retrieval.LAY_QUESTIONS
 
@@ -35,7 +35,7 @@ def _records() -> list[dict]:
 
 
 def test_the_set_loads_as_answer_questions_with_unique_ids():
-    questions = retrieval_metrics.load_questions(LAY)
+    questions = metrics.load_questions(LAY)
     assert len(questions) >= 60
     assert len({q.id for q in questions}) == len(questions)
     assert len({q.question.lower() for q in questions}) == len(questions)
@@ -49,11 +49,11 @@ def test_questions_avoid_the_name_of_what_they_ask_about():
 
 
 def test_every_answer_identifies_one_to_three_passages_of_the_pack(stdlib_passages):
-    for question in retrieval_metrics.load_questions(LAY):
+    for question in metrics.load_questions(LAY):
         found = [
             p["id"]
             for p in stdlib_passages
-            if retrieval_metrics.has_answer(p["text"], question.answers or ())
+            if metrics.has_answer(p["text"], question.answers or ())
         ]
         assert 1 <= len(found) <= 3, (question.id, question.question, len(found))
 

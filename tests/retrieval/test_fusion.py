@@ -93,7 +93,7 @@ def test_hybrid_over_real_bm25_and_dense_indexes(tmp_path):
 
     import numpy as np
 
-    from vertjax.eval import retrieval_metrics as rm
+    from vertjax.retrieval import metrics as rm
     from vertjax.retrieval.bm25 import BM25Index
     from vertjax.retrieval.index import DenseIndex, DenseRetriever
 
@@ -131,7 +131,7 @@ def test_hybrid_over_real_bm25_and_dense_indexes(tmp_path):
 
 
 def _question(qid: str, positive: str):
-    from vertjax.eval import retrieval_metrics as rm
+    from vertjax.retrieval import metrics as rm
 
     return rm.Question(id=qid, question=f"q{qid}", positive_ids=frozenset({positive}))
 
@@ -149,8 +149,8 @@ SWEEP_DENSE = [_ranked(*FILLER, "p0"), _ranked("p1", *FILLER), _ranked(*FILLER[3
 
 
 def test_sweep_endpoints_are_the_components_and_the_choice_never_loses():
-    from vertjax.eval import retrieval_metrics as rm
     from vertjax.retrieval import fusion
+    from vertjax.retrieval import metrics as rm
 
     rows = fusion.sweep(SWEEP_LEXICAL, SWEEP_DENSE, SWEEP_QUESTIONS, metric="recall@3")
     by_weight = {r["dense_weight"]: r for r in rows}
@@ -179,51 +179,3 @@ def test_a_useless_dense_list_is_weighted_out():
     assert fusion.choose(rows, metric="recall@1")["method"] == "weighted"
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         fusion.sweep(SWEEP_LEXICAL, SWEEP_DENSE, SWEEP_QUESTIONS, grid=[1.5])
-
-
-def test_tune_writes_the_choice_that_hybrid_and_auto_retrievers_open(
-    tmp_path, tiny_corpus_jsonl, tiny_vocab
-):
-    from conftest import make_retriever
-
-    from vertjax import errors, io_utils
-    from vertjax.retrieval import bm25, dense, encode, fusion
-
-    index = tmp_path / "index"
-    encode.build_index(
-        passages=tiny_corpus_jsonl,
-        out=index,
-        retriever=make_retriever(tmp_path / "gtr"),
-        vocab=tiny_vocab,
-        method="brute",
-        bm25=True,
-        passage_length=32,
-        question_length=32,
-        progress=False,
-    )
-    assert isinstance(dense.open_retriever(index, "auto"), bm25.BM25Index)  # untuned
-    records = list(io_utils.read_jsonl(tiny_corpus_jsonl))[:12]
-    questions = tmp_path / "validation.jsonl"
-    io_utils.write_jsonl(
-        questions,
-        [{"id": r["id"], "question": r["text"], "positive_ids": [r["id"]]} for r in records],
-    )
-    record = fusion.tune(index, questions=questions, metric="recall@1")
-    assert record == fusion.read_choice(index)
-    assert {row["method"] for row in record["sweep"]} == set(fusion.FUSION_METHODS)
-    assert record["method"] == record["chosen"]["method"]
-    best = max(row["recall@1"] for row in record["sweep"])
-    assert record["chosen"]["recall@1"] == best
-    assert record["weights"] == [
-        1.0 - record["chosen"]["dense_weight"],
-        record["chosen"]["dense_weight"],
-    ]
-    hybrid = dense.open_retriever(index, "hybrid")
-    assert isinstance(hybrid, fusion.HybridRetriever) and hybrid.weights == record["weights"]
-    assert hybrid.method == record["method"]
-    auto = dense.open_retriever(index, "auto")
-    expected = {"bm25": bm25.BM25Index, "dense": dense.DenseRetriever}
-    assert isinstance(auto, expected.get(record["kind"], fusion.HybridRetriever))
-    (index / fusion.FUSION_FILE).write_text("{", encoding="utf-8")
-    with pytest.raises(errors.RetrievalIndexError, match="corrupted"):
-        dense.open_retriever(index, "hybrid")

@@ -8,7 +8,7 @@
 2. labelled pairs: the same templates over the train split, trained with ICT and cropping;
 3. a tiny GTR trained from scratch as t5x_retrieval trains one (bidirectional in-batch softmax,
    logit scale 100, AdamW without decay on norms/position tables), mostly on the labelled pairs;
-4. `build_index` (ScaNN + BM25) over every split; `fusion.tune` picks the hybrid's dense weight on
+4. `build_index` (ScaNN + BM25) over every split; `tune_fusion` picks the hybrid's dense weight on
    the validation questions (so hybrid >= BM25 and dense there);
 5. `evaluate_indexes` on the held-out questions and on the hand-written lay-language set
    (`vertjax/resources/demo/retrieval_lay_questions.jsonl`): tables + one PNG.
@@ -162,7 +162,7 @@ def run(
     )
     choice = fusion.read_choice(out / "index")
     if choice is None and any(True for _ in io_utils.read_jsonl(files["validation"])):
-        choice = fusion.tune(out / "index", questions=files["validation"])
+        choice = evaluate.tune_fusion(out / "index", questions=files["validation"])
     question_sets = {"held-out": files["held_out"]}
     if lay_questions is not None and pathlib.Path(lay_questions).is_file():
         question_sets["lay"] = pathlib.Path(lay_questions)

@@ -28,7 +28,7 @@ def plot_vs_k(
 
     Args:
       curves: system name -> metric name -> values at k = 1, 2, ... (as from
-        `retrieval_metrics.curves`).
+        `retrieval.metrics.curves`).
       path: output PNG (parent folders are created).
       metrics: which metrics to draw, one panel each.
     """

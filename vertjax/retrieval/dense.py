@@ -110,7 +110,7 @@ def open_retriever(
     """The "bm25", "dense", "hybrid" or "auto" retriever of an index.
 
     "hybrid" fuses BM25 and dense (each `depth` deep) with the method and weights that
-    `fusion.tune` chose on validation questions (`fusion.json`), or equal-weight RRF if the index
+    `evaluate.tune_fusion` chose on validation questions (`fusion.json`), or equal-weight RRF if the index
     was never tuned. "auto" opens the kind that tuning measured best; untuned, BM25 when the index
     has one (it beat every untuned dense/hybrid we measured), else dense.
     """

@@ -11,6 +11,9 @@ that have a history), and writes:
 
 BM25 is scored once (from the first index that has it); systems are named `bm25`, `<name> dense`,
 `<name> hybrid` (`dense`, `hybrid` for a single unnamed index), with `+keywords` / `+rewrite`.
+
+`tune_fusion` scores the hybrid's fusion grid on validation questions the same way and records the
+best choice in the index dir's `fusion.json`.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vertjax import errors, io_utils
-from vertjax.eval import plots, retrieval_metrics
-from vertjax.retrieval import dense, keywords, rewrite
+from vertjax.eval import plots
+from vertjax.retrieval import bm25, dense, fusion, keywords, metrics, rewrite
 from vertjax.retrieval.types import Retriever
 
 PathLike = str | os.PathLike
-COLUMNS = (*(f"recall@{k}" for k in retrieval_metrics.RECALL_KS), "mrr@10", "ndcg@10")
+COLUMNS = (*(f"recall@{k}" for k in metrics.RECALL_KS), "mrr@10", "ndcg@10")
 CURVE_K = 20
 
 
@@ -44,8 +47,6 @@ def _systems(
     indexes: Mapping[str, PathLike], kinds: Sequence[str], *, verify: bool
 ) -> dict[str, Retriever]:
     systems: dict[str, Retriever] = {}
-    from vertjax.retrieval import bm25
-
     for name, directory in indexes.items():
         prefix = f"{name} " if name else ""
         has_bm25 = (pathlib.Path(directory) / bm25.BM25_DIR / bm25.MANIFEST_FILE).is_file()
@@ -85,7 +86,7 @@ def evaluate_indexes(
       with_keywords: also score each system with lexical keywords appended to the question.
       with_rewrite: score each system on rule-rewritten questions too when some have a history.
     """
-    labelled = retrieval_metrics.load_questions(questions)
+    labelled = metrics.load_questions(questions)
     histories = _histories(questions)
     texts = [q.question for q in labelled]
     variants: dict[str, list[str]] = {"": texts}
@@ -108,17 +109,17 @@ def evaluate_indexes(
         for suffix, asked in variants.items():
             start = time.perf_counter()
             queried = [
-                retrieval_metrics.Question(q.id, text, q.positive_ids, q.answers)
+                metrics.Question(q.id, text, q.positive_ids, q.answers)
                 for q, text in zip(labelled, asked, strict=True)
             ]
-            results = retrieval_metrics.run_retriever(system, queried, depth=depth)
+            results = metrics.run_retriever(system, queried, depth=depth)
             seconds = time.perf_counter() - start
             label = f"{name} {suffix}".strip()
             table[label] = {
-                **retrieval_metrics.evaluate(labelled, results),
+                **metrics.evaluate(labelled, results),
                 "ms_per_question": 1000 * seconds / len(labelled),
             }
-            curves[label] = retrieval_metrics.curves(labelled, results, max_k=CURVE_K)
+            curves[label] = metrics.curves(labelled, results, max_k=CURVE_K)
     out = pathlib.Path(out_dir)
     markdown = plots.markdown_table(table, columns=[*COLUMNS, "ms_per_question"])
     io_utils.atomic_write_text(out / "retrieval_metrics.md", markdown)
@@ -137,6 +138,54 @@ def evaluate_indexes(
     }
     io_utils.atomic_write_json(out / "retrieval_metrics.json", summary)
     return {**summary, "markdown": markdown}
+
+
+def tune_fusion(
+    index_dir: PathLike,
+    *,
+    questions: PathLike,
+    grid: Sequence[float] = fusion.DEFAULT_GRID,
+    methods: Sequence[str] = fusion.FUSION_METHODS,
+    rrf_k: float = 60.0,
+    metric: str = "recall@5",
+    depth: int = 100,
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Chooses the fusion method and dense weight of an index's hybrid on validation `questions`
+    (every method of `methods` x every weight of `grid`), writes the choice to
+    `<index>/fusion.json` (read by `dense.open_retriever`) and returns that record.
+
+    Use questions held apart from every test set: the choice is fitted to them. The record's
+    `kind` is the best of bm25 / dense / hybrid on them ("auto" retrievers open that one).
+    """
+    labelled = metrics.load_questions(questions)
+    lexical = metrics.run_retriever(
+        bm25.BM25Index.load(index_dir, verify=verify), labelled, depth=depth
+    )
+    embedded = metrics.run_retriever(
+        dense.DenseRetriever.load(index_dir, verify=verify), labelled, depth=depth
+    )
+    rows = [
+        row
+        for method in methods
+        for row in fusion.sweep(
+            lexical, embedded, labelled, grid=grid, method=method, rrf_k=rrf_k, metric=metric
+        )
+    ]
+    chosen = fusion.choose(rows, metric=metric)
+    record = {
+        "method": chosen["method"],
+        "rrf_k": rrf_k,
+        "weights": [1.0 - chosen["dense_weight"], chosen["dense_weight"]],
+        "kind": chosen["kind"],
+        "metric": metric,
+        "chosen": chosen,
+        "sweep": rows,
+        "questions": str(questions),
+        "num_questions": len(labelled),
+    }
+    io_utils.atomic_write_json(pathlib.Path(index_dir) / fusion.FUSION_FILE, record)
+    return record
 
 
 def parse_index_args(values: Sequence[str]) -> dict[str, str]:

@@ -7,9 +7,10 @@
 
 Passages are matched by `Hit.id`; ties are broken by first appearance (list order, then rank).
 
-`tune` chooses the dense weight of a BM25 + dense hybrid on validation questions (a sweep that
-includes BM25 alone and dense alone, so the choice never loses to either on them) and records it
-in the index dir's `fusion.json`, which `dense.open_retriever` applies.
+`sweep` and `choose` pick the dense weight of a BM25 + dense hybrid on validation questions (a
+sweep that includes BM25 alone and dense alone, so the choice never loses to either on them);
+`evaluate.tune_fusion` records the choice in the index dir's `fusion.json`, which
+`dense.open_retriever` applies.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vertjax import errors, io_utils
+from vertjax import errors
+from vertjax.retrieval import metrics
 from vertjax.retrieval.types import Hit, Retriever
 
 PathLike = str | os.PathLike
@@ -156,8 +158,6 @@ def sweep(
     w = 1 as the dense list (RRF and min-max fusion both), so the sweep always contains both
     components and its best point is never below either of them on these questions.
     """
-    from vertjax.eval import retrieval_metrics
-
     if method not in FUSION_METHODS:
         raise ValueError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
     rows = []
@@ -172,7 +172,7 @@ def sweep(
                 fused.append(reciprocal_rank_fusion([lex, den], rrf_k=rrf_k, weights=[1 - w, w]))
             else:
                 fused.append(weighted_score_fusion([lex, den], weights=[1 - w, w]))
-        scores = retrieval_metrics.evaluate(questions, fused)
+        scores = metrics.evaluate(questions, fused)
         rows.append(
             {
                 "method": method,
@@ -205,59 +205,9 @@ def choose(rows: Sequence[Mapping[str, float]], *, metric: str = "recall@5") -> 
     }
 
 
-def tune(
-    index_dir: PathLike,
-    *,
-    questions: PathLike,
-    grid: Sequence[float] = DEFAULT_GRID,
-    methods: Sequence[str] = FUSION_METHODS,
-    rrf_k: float = 60.0,
-    metric: str = "recall@5",
-    depth: int = 100,
-    verify: bool = True,
-) -> dict[str, Any]:
-    """Chooses the fusion method and dense weight of an index's hybrid on validation `questions`
-    (every method of `methods` x every weight of `grid`), writes the choice to
-    `<index>/fusion.json` (read by `dense.open_retriever`) and returns that record.
-
-    Use questions held apart from every test set: the choice is fitted to them. The record's
-    `kind` is the best of bm25 / dense / hybrid on them ("auto" retrievers open that one).
-    """
-    from vertjax.eval import retrieval_metrics
-    from vertjax.retrieval import bm25, dense
-
-    labelled = retrieval_metrics.load_questions(questions)
-    lexical = retrieval_metrics.run_retriever(
-        bm25.BM25Index.load(index_dir, verify=verify), labelled, depth=depth
-    )
-    embedded = retrieval_metrics.run_retriever(
-        dense.DenseRetriever.load(index_dir, verify=verify), labelled, depth=depth
-    )
-    rows = [
-        row
-        for method in methods
-        for row in sweep(
-            lexical, embedded, labelled, grid=grid, method=method, rrf_k=rrf_k, metric=metric
-        )
-    ]
-    chosen = choose(rows, metric=metric)
-    record = {
-        "method": chosen["method"],
-        "rrf_k": rrf_k,
-        "weights": [1.0 - chosen["dense_weight"], chosen["dense_weight"]],
-        "kind": chosen["kind"],
-        "metric": metric,
-        "chosen": chosen,
-        "sweep": rows,
-        "questions": str(questions),
-        "num_questions": len(labelled),
-    }
-    io_utils.atomic_write_json(pathlib.Path(index_dir) / FUSION_FILE, record)
-    return record
-
-
 def read_choice(index_dir: PathLike) -> dict[str, Any] | None:
-    """The `fusion.json` that `tune` wrote into an index dir, or None when it was never tuned."""
+    """The `fusion.json` that `evaluate.tune_fusion` wrote into an index dir, or None when it was
+    never tuned."""
     path = pathlib.Path(index_dir) / FUSION_FILE
     if not path.is_file():
         return None

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from vertjax import errors
-from vertjax.eval import retrieval_metrics as rm
+from vertjax.retrieval import metrics as rm
 from vertjax.retrieval.types import Hit
 
 
