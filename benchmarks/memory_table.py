@@ -8,11 +8,15 @@ mesh of fake CPU devices, and prints XLA's memory analysis of one device's progr
 - batch: its slice of the batch;
 - temp: everything else the step allocates (activations kept for the backward pass, gradients,
   update temporaries): what `remat_policy` trades against recompute;
-- peak = arguments + outputs - aliased (donated) + temp: the device memory the step needs.
+- peak = arguments + outputs - aliased (donated) + temp: the device memory the step needs;
+- saved: the activations the backward pass keeps (JAX's saved residuals of the loss for one
+  data-parallel replica's batch, before any model-axis split): what `remat_policy` trades.
 
-The figures come from XLA:CPU's compiler, not a TPU's or GPU's: fusion and layout differ there, so
-read them as estimates of the same program (the state column is exact arithmetic). Sizes and meshes
-are the gins' (`models/t5_1_1/<size>.gin`, `MESH_SHAPE`, `PARAMETER_PARTITIONING_DIMS`).
+The compiled figures come from XLA:CPU, not a TPU's or GPU's compiler: XLA:CPU's schedule does not
+shrink its temporaries when layers are rematerialised (temp stays flat while `saved` drops ~20x),
+so read temp/peak as an upper bound of the same program; state and saved are exact arithmetic.
+Sizes and meshes are the gins' (`models/t5_1_1/<size>.gin`, `MESH_SHAPE`,
+`PARAMETER_PARTITIONING_DIMS`).
 
   python benchmarks/memory_table.py --sizes base large --meshes 8,1 --remat none full
   python benchmarks/memory_table.py --sizes xxl --meshes 1,8 --partitioning_dims 2 --remat full
@@ -56,6 +60,8 @@ import flax.linen as nn  # noqa: E402  (XLA_FLAGS must be set before jax starts)
 import gin  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax._src.ad_checkpoint import saved_residuals  # noqa: E402  (public only as a printer)
 
 from vertjax import gin_utils  # noqa: E402
 from vertjax.models import encoder_decoder  # noqa: E402
@@ -127,6 +133,16 @@ def measure(size: str, mesh_shape: tuple[int, int], remat: str) -> dict:
         + stats.temp_size_in_bytes
     )
     num_params = sum(x.size for x in jax.tree.leaves(abstract))
+    replica_batch = {
+        k: jax.ShapeDtypeStruct((ARGS.per_replica_batch, shape[1]), dtype)
+        for k, (shape, dtype) in shapes.items()
+    }
+    residuals = saved_residuals(lambda p, b: model.loss_fn(p, b)[0], abstract, replica_batch)
+    saved_bytes = sum(
+        int(np.prod(aval.shape)) * aval.dtype.itemsize
+        for aval, source in residuals
+        if "argument" not in source  # params and the batch are held anyway
+    )
     return {
         "size": size,
         "params_b": round(num_params / 1e9, 3),
@@ -137,6 +153,8 @@ def measure(size: str, mesh_shape: tuple[int, int], remat: str) -> dict:
         "remat": remat,
         "state_gib": round(state_bytes / GIB, 2),
         "batch_gib": round(batch_bytes / GIB, 3),
+        "saved_bytes": saved_bytes,
+        "saved_gib": round(saved_bytes / GIB, 2),
         "temp_gib": round(stats.temp_size_in_bytes / GIB, 2),
         "peak_gib": round(peak / GIB, 2),
         "compile_s": round(time.perf_counter() - start, 1),
@@ -154,7 +172,10 @@ def _device_bytes(x: jax.ShapeDtypeStruct) -> int:
 
 def main() -> None:
     rows = []
-    header = "| size | params | mesh | batch | remat | state GiB | temp GiB | peak GiB/device |"
+    header = (
+        "| size | params | mesh | batch | remat | state GiB | saved GiB/replica | XLA:CPU temp GiB"
+        " | XLA:CPU peak GiB/device |"
+    )
     print(f"inputs {ARGS.inputs_length}, targets {ARGS.targets_length}, {ARGS.dtype} activations,")
     print(f"Adafactor, PARAMETER_PARTITIONING_DIMS={ARGS.partitioning_dims}, jax {jax.__version__}")
     print(header)
@@ -167,7 +188,7 @@ def main() -> None:
                 rows.append(row)
                 print(
                     f"| {row['size']} | {row['params_b']}B | {row['mesh']} | {row['global_batch']}"
-                    f" | {row['remat']} | {row['state_gib']} | {row['temp_gib']}"
+                    f" | {row['remat']} | {row['state_gib']} | {row['saved_gib']} | {row['temp_gib']}"
                     f" | {row['peak_gib']} |",
                     flush=True,
                 )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -51,3 +53,23 @@ def test_encode_throughput_checks_the_two_encoders_agree(tmp_path, capsys):
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["passages"] == 12 and result["min_cosine"] > 0.9999
     assert "vertjax / sentence-transformers" in capsys.readouterr().out
+
+
+def test_memory_table_compiles_the_train_step_and_remat_shrinks_saved_activations(tmp_path):
+    # A subprocess: the script sets XLA_FLAGS (fake devices) before jax starts.
+    out = tmp_path / "m.json"
+    argv = ["--sizes", "tiny", "--meshes", "2,1", "--remat", "none", "full"]
+    argv += ["--per_replica_batch", "2", "--inputs_length", "32", "--targets_length", "8"]
+    argv += ["--vocab_size", "256", "--dtype", "float32", "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "memory_table.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["remat"]: r for r in json.loads(out.read_text())}
+    assert rows["none"]["mesh"] == "2x1" and rows["none"]["global_batch"] == 4
+    assert 0 < rows["full"]["saved_bytes"] < rows["none"]["saved_bytes"]
+    assert rows["none"]["peak_gib"] >= rows["none"]["state_gib"] > 0
