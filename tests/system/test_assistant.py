@@ -185,6 +185,7 @@ def test_refusals_name_the_domain_of_the_index(tmp_path):
     pack = _domain_pack(tmp_path, domain_name="SQLite")
     bot = assistant.offline_assistant(index_dir=tmp_path / "i", pack_dir=pack, min_top_score=1e6)
     assert assistant.index_domain(tmp_path / "i") == "SQLite"
+    assert assistant.index_domain(tmp_path / "i", name="our manual") == "our manual"  # --gin.DOMAIN
     assert bot.answer("Who won the World Cup?").answer.startswith(
         "I can only answer questions about SQLite."
     )

@@ -386,11 +386,15 @@ def build_bm25_index(pack_dir: PathLike, index_dir: PathLike) -> pathlib.Path:
     return index_dir
 
 
-def index_domain(index_dir: PathLike) -> str:
-    """What an index's documents are about (its data pack's domain name, as `vertjax index
-    build` records it), or "the indexed documents" for an index that records none."""
+def index_domain(index_dir: PathLike, name: str = "") -> str:
+    """What an index's documents are about: `name` when given (`--gin.DOMAIN`), else its data
+    pack's domain name as `vertjax index build` records it, else "the indexed documents"."""
     from vertjax.retrieval import encode
 
+    if not isinstance(name, str):
+        raise errors.ConfigError(f"assistant.index_domain.name = {name!r}: must be a string")
+    if name.strip():
+        return name.strip()
     domain = encode.read_domain(index_dir)
     return domain["name"] if domain is not None else NEUTRAL_DOMAIN
 
