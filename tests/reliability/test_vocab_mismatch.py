@@ -56,25 +56,31 @@ def test_too_large_vocab_leaves_no_index_files(tmp_path, tiny_corpus_jsonl, tiny
     assert not out.exists()
 
 
-def test_train_with_vocab_size_below_the_vocab_names_the_vocab(
-    tmp_path, tiny_corpus_jsonl, tiny_vocab, capsys
-):
-    run = tmp_path / "run"
-    files = {"train": str(tiny_corpus_jsonl)}
-    argv = [
+def _train_argv(run, *, task: str, corpus, vocab, extra=()) -> list[str]:
+    """`vertjax train` of the tiny model for 2 steps on `corpus`, tokenized with `vocab`."""
+    return [
         "train",
         "--gin_file=models/t5_1_1/tiny.gin",
         "--gin_file=runs/pretrain.gin",
         f"--gin.MODEL_DIR={run}",
         "--gin.TRAIN_STEPS=2",
-        "--gin.MIXTURE_OR_TASK_NAME=vocab_mismatch_sc",
+        f"--gin.MIXTURE_OR_TASK_NAME={task}",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
-        f"--gin.VOCAB={tiny_vocab}",
-        f"--gin.TRAIN_FILES={files!r}",
+        f"--gin.VOCAB={vocab}",
+        f"--gin.TRAIN_FILES={ {'train': str(corpus)}!r}",
         "--gin.BATCH_SIZE=2",
         "--no_progress",
-        *TINY_MODEL_GIN_BINDINGS,  # VOCAB_SIZE=180 < 400 ids
+        *TINY_MODEL_GIN_BINDINGS,
+        *extra,
     ]
+
+
+def test_train_with_vocab_size_below_the_vocab_names_the_vocab(
+    tmp_path, tiny_corpus_jsonl, tiny_vocab, capsys
+):
+    run = tmp_path / "run"
+    # TINY_MODEL_GIN_BINDINGS: VOCAB_SIZE=180 < 400 ids
+    argv = _train_argv(run, task="vocab_mismatch_sc", corpus=tiny_corpus_jsonl, vocab=tiny_vocab)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert str(tiny_vocab) in err and "VOCAB_SIZE" in err and "\n" not in err
@@ -90,23 +96,16 @@ def test_warm_start_from_a_checkpoint_of_another_vocab_names_both(
     pretrained.mkdir()
     (pretrained / "config.gin").write_text(f"VOCAB = {str(other_vocab)!r}\n", encoding="utf-8")
     run = tmp_path / "run"
-    files = {"train": str(tiny_corpus_jsonl)}
-    argv = [
-        "train",
-        "--gin_file=models/t5_1_1/tiny.gin",
-        "--gin_file=runs/pretrain.gin",
-        f"--gin.MODEL_DIR={run}",
-        "--gin.TRAIN_STEPS=2",
-        "--gin.MIXTURE_OR_TASK_NAME=warm_start_vocab_sc",
-        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
-        f"--gin.VOCAB={tiny_vocab}",
-        f"--gin.TRAIN_FILES={files!r}",
-        f"--gin.INITIAL_CHECKPOINT_PATH={pretrained}",
-        "--gin.BATCH_SIZE=2",
-        "--no_progress",
-        *TINY_MODEL_GIN_BINDINGS,
-        "--gin.VOCAB_SIZE=400",  # the tiny vocab's ids fit
-    ]
+    argv = _train_argv(
+        run,
+        task="warm_start_vocab_sc",
+        corpus=tiny_corpus_jsonl,
+        vocab=tiny_vocab,
+        extra=(
+            f"--gin.INITIAL_CHECKPOINT_PATH={pretrained}",
+            "--gin.VOCAB_SIZE=400",  # the tiny vocab's ids fit
+        ),
+    )
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert str(other_vocab) in err and str(tiny_vocab) in err and "\n" not in err

@@ -432,10 +432,6 @@ class _NonFiniteGuard:
     """
 
     def __init__(self, *, manager: checkpoints.CheckpointManager, skip: bool, max_consecutive: int):
-        if max_consecutive < 1:
-            raise errors.ConfigError(
-                f"max_consecutive_nonfinite must be >= 1, got {max_consecutive}"
-            )
         self.manager = manager
         self.skip = skip
         self.max_consecutive = max_consecutive
