@@ -141,14 +141,14 @@ def test_index_keeps_the_pack_domain_and_every_hit_cites_its_file(tmp_path, caps
     """`index build` copies the pack's domain into the index (updated on an "already built"
     rerun) and keeps each passage's doc_id and relative source path for citations."""
     from vertjax.data import packs
-    from vertjax.retrieval import encode
+    from vertjax.retrieval.index_dir import IndexDir
 
     pack = _folder_pack(tmp_path)
     index = tmp_path / "index"
     argv = ["index", "build", "--passages", str(pack), "--out", str(index), "--bm25"]
     assert cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["domain"]["name"] == "docs"
-    assert encode.read_domain(index) == packs.read_manifest(pack)["domain"]
+    assert IndexDir(index).domain() == packs.read_manifest(pack)["domain"]
 
     argv_retrieve = ["retrieve", "--index", str(index), "--question", "w3_7 w3_8", "-k", "2"]
     assert cli.main([*argv_retrieve, "--retriever", "bm25", "--json"]) == 0
@@ -163,13 +163,13 @@ def test_index_keeps_the_pack_domain_and_every_hit_cites_its_file(tmp_path, caps
     (pack / "manifest.json").write_text(json.dumps(manifest))
     assert cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "already built"
-    assert encode.read_domain(index)["name"] == "our manual"
+    assert IndexDir(index).domain()["name"] == "our manual"
 
 
 def test_an_index_of_a_jsonl_file_has_no_domain(tmp_path, tiny_corpus_jsonl, capsys):
-    from vertjax.retrieval import encode
+    from vertjax.retrieval.index_dir import IndexDir
 
     index = tmp_path / "index"
     argv = ["index", "build", "--passages", str(tiny_corpus_jsonl), "--out", str(index), "--bm25"]
     assert cli.main(argv) == 0
-    assert encode.read_domain(index) is None
+    assert IndexDir(index).domain() is None

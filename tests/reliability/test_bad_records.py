@@ -14,6 +14,7 @@ import pytest
 from vertjax import cli, errors, io_utils
 from vertjax.data import chunking, packs
 from vertjax.retrieval import bm25, store
+from vertjax.retrieval.index_dir import IndexDir
 
 SENTENCE = "The cache flushes every dirty page before the checkpoint completes. "
 
@@ -81,7 +82,7 @@ def test_index_manifests_naming_paths_outside_the_index_are_refused(tmp_path, na
     name = str(outside) if name == "ABSOLUTE" else name
     directory = tmp_path / "a" / "index"
     bm25.BM25Index.build([{"id": "a", "text": "alpha beta"}]).save(directory)
-    manifest_path = directory / bm25.BM25_DIR / bm25.MANIFEST_FILE
+    manifest_path = IndexDir(directory).bm25_manifest
     manifest = json.loads(manifest_path.read_text())
     manifest["files"][name] = _record(outside)
     manifest_path.write_text(json.dumps(manifest))

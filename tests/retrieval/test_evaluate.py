@@ -11,7 +11,7 @@ def test_tune_writes_the_choice_that_hybrid_and_auto_retrievers_open(
     from conftest import make_retriever
 
     from vertjax import errors, io_utils
-    from vertjax.retrieval import bm25, dense, encode, evaluate, fusion
+    from vertjax.retrieval import bm25, dense, encode, evaluate, fusion, index_dir
 
     index = tmp_path / "index"
     encode.build_index(
@@ -48,6 +48,6 @@ def test_tune_writes_the_choice_that_hybrid_and_auto_retrievers_open(
     auto = dense.open_retriever(index, "auto")
     expected = {"bm25": bm25.BM25Index, "dense": dense.DenseRetriever}
     assert isinstance(auto, expected.get(record["kind"], fusion.HybridRetriever))
-    (index / fusion.FUSION_FILE).write_text("{", encoding="utf-8")
+    (index / index_dir.FUSION_FILE).write_text("{", encoding="utf-8")
     with pytest.raises(errors.RetrievalIndexError, match="corrupted"):
         dense.open_retriever(index, "hybrid")

@@ -18,10 +18,9 @@ import numpy as np
 
 from vertjax import errors, io_utils
 from vertjax.retrieval import store
+from vertjax.retrieval.index_dir import IndexDir
 from vertjax.retrieval.types import Hit
 
-BM25_DIR = "bm25"
-MANIFEST_FILE = "manifest.json"
 FORMAT = "vertjax-bm25-index"
 VERSION = 1
 PathLike = str | os.PathLike
@@ -137,20 +136,20 @@ class BM25Index:
 
     def save(self, directory: PathLike) -> pathlib.Path:
         """Writes `<dir>/bm25/` (swapped in whole, manifest included) and `<dir>/passages.jsonl` unless already there."""
-        directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        passages_path = directory / store.PASSAGES_FILE
+        layout = IndexDir(directory)
+        layout.root.mkdir(parents=True, exist_ok=True)
         if not (
             isinstance(self.passages, store.PassageStore)
-            and self.passages.path.resolve() == passages_path.resolve()
+            and self.passages.path.resolve() == layout.passages.resolve()
         ):
-            store.PassageStore.write(passages_path, (self.passages[i] for i in range(self.count)))
-        final = directory / BM25_DIR
-        with io_utils.atomic_dir(final) as tmp:
+            store.PassageStore.write(layout.passages, (self.passages[i] for i in range(self.count)))
+        with io_utils.atomic_dir(layout.bm25) as tmp:
             self.model.save(os.fspath(tmp), show_progress=False)
-            files = {f"{BM25_DIR}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())}
+            files = {
+                f"{layout.bm25.name}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())
+            }
             for name in (store.PASSAGES_FILE, store.PASSAGES_FILE + store.OFFSETS_SUFFIX):
-                files[name] = store.file_record(directory / name)
+                files[name] = store.file_record(layout.root / name)
             manifest = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -158,16 +157,16 @@ class BM25Index:
                 "params": self.params,
                 "files": files,
             }
-            io_utils.atomic_write_json(tmp / MANIFEST_FILE, manifest)
-        return final / MANIFEST_FILE
+            io_utils.atomic_write_json(tmp / layout.bm25_manifest.name, manifest)
+        return layout.bm25_manifest
 
     @classmethod
     def load(cls, directory: PathLike, *, verify: bool = True) -> BM25Index:
         """Opens a saved BM25 index; sizes (and with `verify`, SHA-256) of its files are checked."""
         import bm25s
 
-        directory = pathlib.Path(directory)
-        path = directory / BM25_DIR / MANIFEST_FILE
+        layout = IndexDir(directory)
+        path = layout.bm25_manifest
         if not path.is_file():
             raise errors.RetrievalIndexError(
                 f"{path}: missing (no BM25 index here, or its build was interrupted; rebuild it)"
@@ -179,17 +178,17 @@ class BM25Index:
             raise errors.RetrievalIndexError(f"{path}: corrupted manifest ({e})") from None
         if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
             raise errors.RetrievalIndexError(f"{path}: not a {FORMAT} v{VERSION} manifest")
-        store.check_files(directory, files, verify=verify)
-        passages = store.PassageStore.open(directory / store.PASSAGES_FILE)
+        store.check_files(layout.root, files, verify=verify)
+        passages = layout.open_passages()
         try:
             model = bm25s.BM25.load(
-                os.fspath(directory / BM25_DIR), mmap=True, load_corpus=False, verbosity=0
+                os.fspath(layout.bm25), mmap=True, load_corpus=False, verbosity=0
             )
         except (ValueError, OSError, KeyError) as e:
-            raise errors.RetrievalIndexError(f"{directory / BM25_DIR}: unreadable ({e})") from None
+            raise errors.RetrievalIndexError(f"{layout.bm25}: unreadable ({e})") from None
         if len(passages) != count or model.scores["num_docs"] != count:
             raise errors.RetrievalIndexError(
-                f"{directory}: {len(passages)} passages and {model.scores['num_docs']} BM25"
+                f"{layout.root}: {len(passages)} passages and {model.scores['num_docs']} BM25"
                 f" documents, the manifest says {count}"
             )
         return cls(model=model, passages=passages, params=params)

@@ -9,15 +9,14 @@ validation questions) or "auto" (whichever of those the tuning measured best).
 
 from __future__ import annotations
 
-import json
 import os
-import pathlib
 from typing import Any
 
 import numpy as np
 
 from vertjax import errors
 from vertjax.retrieval import encode, index
+from vertjax.retrieval.index_dir import IndexDir
 from vertjax.retrieval.types import Retriever
 
 PathLike = str | os.PathLike
@@ -78,30 +77,13 @@ class DenseRetriever(index.DenseRetriever):
         verify: bool = True,
     ) -> DenseRetriever:
         """Opens `index_dir`; the encoder and vocab default to those recorded at build time."""
-        recorded = read_retriever_file(index_dir)
+        recorded = IndexDir(index_dir).read_retriever()
         return cls.from_checkpoint(
             index.DenseIndex.load(index_dir, verify=verify),
             retriever=retriever or recorded["retriever"],
             vocab=vocab or recorded["vocab"],
             question_length=int(recorded.get("question_length", 64)),
         )
-
-
-def read_retriever_file(index_dir: PathLike) -> dict[str, Any]:
-    """The `retriever.json` that `build_index` wrote: which checkpoint and vocab encode questions."""
-    path = pathlib.Path(index_dir) / encode.RETRIEVER_FILE
-    if not path.is_file():
-        raise errors.RetrievalIndexError(
-            f"{path}: missing (no dense index here; build one with `vertjax index build"
-            " --retriever RUN_DIR`, or use --retriever bm25)"
-        )
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise errors.RetrievalIndexError(f"{path}: corrupted ({e})") from None
-    if not isinstance(recorded, dict) or not {"retriever", "vocab"} <= set(recorded):
-        raise errors.RetrievalIndexError(f"{path}: lacks 'retriever' and 'vocab'")
-    return recorded
 
 
 def open_retriever(
@@ -123,8 +105,7 @@ def open_retriever(
         if choice is not None:
             kind = choice["kind"]
         else:
-            has_bm25 = (pathlib.Path(index_dir) / bm25.BM25_DIR / bm25.MANIFEST_FILE).is_file()
-            kind = "bm25" if has_bm25 else "dense"
+            kind = "bm25" if IndexDir(index_dir).has_bm25() else "dense"
     if kind == "bm25":
         return bm25.BM25Index.load(index_dir, verify=verify)
     dense = DenseRetriever.load(index_dir, verify=verify)

@@ -9,7 +9,8 @@
   (memory-mapped, resumable at the last complete shard) with a progress bar.
 - `build_index`: passages JSONL + retriever run dir -> an index directory (`DenseIndex` files,
   optionally `bm25/`), plus `retriever.json` saying which checkpoint and vocab encode questions,
-  and `build.json` saying what it was built from, with the data pack's `domain` (`read_domain`).
+  and `build.json` saying what it was built from, with the data pack's `domain`
+  (`index_dir.IndexDir` names every file and reads the records back).
   Re-running the same command resumes an interrupted encoding; a finished index is not rebuilt.
 """
 
@@ -24,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from vertjax import errors, io_utils
-from vertjax.retrieval import store
+from vertjax import errors
+from vertjax.retrieval import index_dir, store
+from vertjax.retrieval.index_dir import IndexDir
 
 PathLike = str | os.PathLike
-RETRIEVER_FILE = "retriever.json"
-BUILD_FILE = "build.json"
 EOS_ID = 1
 LENGTH_BUCKET = 32  # batches are padded to a multiple of this many tokens (few compilations)
 ROWS_PER_CALL = 2048  # passages `encode_passages` tokenizes and length-sorts together
@@ -197,154 +197,43 @@ def pack_domain(source: pathlib.Path) -> dict[str, str] | None:
 
     if not source.is_dir():
         return None
-    domain = packs.read_manifest(source).get("domain")
-    return _checked_domain(domain)
-
-
-def _checked_domain(domain: Any) -> dict[str, str] | None:
-    if not isinstance(domain, dict) or not isinstance(domain.get("name"), str):
-        return None
-    if not domain["name"].strip():
-        return None
-    return {"name": domain["name"], "description": str(domain.get("description") or "")}
-
-
-def record_domain(out: PathLike, domain: Mapping[str, str] | None) -> None:
-    """Sets (or, for None, removes) the `domain` of an index's `build.json`, keeping the rest."""
-    path = pathlib.Path(out) / BUILD_FILE
-    if domain is None and not path.is_file():
-        return
-    built = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    built.pop("domain", None)
-    if domain is not None:
-        built["domain"] = dict(domain)
-    io_utils.atomic_write_json(path, built)
-
-
-def read_domain(index_dir: PathLike) -> dict[str, str] | None:
-    """The `{name, description}` of the documents an index holds (copied from its data pack by
-    `build_index`); None for an index built from a JSONL file or before domains were recorded."""
-    path = pathlib.Path(index_dir) / BUILD_FILE
-    try:
-        built = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise errors.RetrievalIndexError(f"{path}: corrupted ({e})") from None
-    return _checked_domain(built.get("domain")) if isinstance(built, dict) else None
+    return index_dir.checked_domain(packs.read_manifest(source).get("domain"))
 
 
 def _fingerprint(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def _copy_passages(source: pathlib.Path, out: pathlib.Path, record: Mapping[str, Any]) -> None:
-    """Writes `out/passages.jsonl` (+ offsets) unless a previous build already did, for `record`."""
-    build = out / BUILD_FILE
-    previous = json.loads(build.read_text(encoding="utf-8")) if build.is_file() else {}
+def _copy_passages(source: pathlib.Path, out: IndexDir, record: Mapping[str, Any]) -> None:
+    """Writes `out`'s passages (+ offsets) unless a previous build already did, for `record`."""
+    previous = out.read_record(index_dir.BUILD_FILE) or {}
     if previous.get("passages_sha256") == record["passages_sha256"]:
         try:
-            store.PassageStore.open(out / store.PASSAGES_FILE)
+            out.open_passages()
             return
         except errors.RetrievalIndexError:
             pass
     sources = [store.PassageStore.from_jsonl(f) for f in source_files(source)]
-    store.PassageStore.write(
-        out / store.PASSAGES_FILE, (s[i] for s in sources for i in range(len(s)))
-    )
+    store.PassageStore.write(out.passages, (s[i] for s in sources for i in range(len(s))))
     for s in sources:
         s.close()
 
 
-def _already_built(
-    out: pathlib.Path, record: Mapping[str, Any], *, method: str, bm25: bool
-) -> bool:
-    from vertjax.retrieval import bm25 as bm25_lib
+def _already_built(out: IndexDir, record: Mapping[str, Any], *, method: str, bm25: bool) -> bool:
     from vertjax.retrieval import index
 
-    build = out / BUILD_FILE
-    if not build.is_file():
+    built = out.read_record(index_dir.BUILD_FILE)
+    if built is None:
         return False
-    built = json.loads(build.read_text(encoding="utf-8"))
     built.pop("domain", None)  # what the documents are about, not what the index is built from
     if built != record:
         return False
     try:
-        if "retriever" in record and index.read_manifest(out)["method"] != method:
+        if "retriever" in record and index.read_manifest(out.root)["method"] != method:
             return False
     except errors.RetrievalIndexError:
         return False
-    return not bm25 or (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).is_file()
-
-
-def _index_owned_names() -> frozenset[str]:
-    from vertjax.retrieval import bm25 as bm25_lib
-    from vertjax.retrieval import index
-
-    return frozenset(
-        {
-            BUILD_FILE,
-            RETRIEVER_FILE,
-            "config.gin",
-            index.MANIFEST_FILE,
-            index.SCANN_DIR,
-            bm25_lib.BM25_DIR,
-            store.PASSAGES_FILE,
-            store.PASSAGES_FILE + store.OFFSETS_SUFFIX,
-            store.EMBEDDINGS_FILE,
-            store.PROGRESS_FILE,
-        }
-    )
-
-
-def check_index_dir(out: pathlib.Path) -> None:
-    """Refuses an `--out` that holds anything but an index (a data pack, a run dir, other files).
-
-    A build deletes and rewrites the files it owns, so pointing it at another kind of folder would
-    destroy that folder's contents; nothing is touched before this check passes.
-    """
-    from vertjax.retrieval import index
-
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise errors.ConfigError(f"--out {out}: exists and is not a directory")
-    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-    foreign = sorted(names - _index_owned_names())
-    manifest = out / index.MANIFEST_FILE
-    if not foreign and manifest.is_file() and not (out / BUILD_FILE).is_file():
-        try:
-            is_index = "method" in json.loads(manifest.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            is_index = False
-        if not is_index:
-            foreign = [index.MANIFEST_FILE + " (not an index manifest)"]
-    if foreign:
-        raise errors.ConfigError(
-            f"--out {out}: holds files that are not part of a vertjax index "
-            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
-            "give an empty or new directory, or an index built earlier"
-        )
-
-
-# What a killed build leaves in the index folder: `BM25Index.save`'s and `_save_scann`'s temp
-# folders and the temp files of atomic writes.
-_TEMPORARIES = (".bm25.*", ".scann.*", ".*.tmp")
-
-
-def remove_build_temporaries(out: pathlib.Path) -> list[pathlib.Path]:
-    """Deletes what an interrupted build left in `out` (see `_TEMPORARIES`); returns it."""
-    import shutil
-
-    if not out.is_dir():
-        return []
-    found = sorted({p for pattern in _TEMPORARIES for p in out.glob(pattern)})
-    for path in found:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return found
+    return not bm25 or out.has_bm25()
 
 
 def build_index(
@@ -376,7 +265,7 @@ def build_index(
     from vertjax.retrieval import bm25 as bm25_lib
     from vertjax.retrieval import index
 
-    source, out = pathlib.Path(passages), pathlib.Path(out)
+    source, out = pathlib.Path(passages), IndexDir(out)
     if retriever is None and not bm25:
         raise errors.ConfigError("nothing to build: give a retriever (dense) and/or bm25")
     if retriever is not None and vocab is None:
@@ -385,11 +274,11 @@ def build_index(
         source=source, retriever=retriever, vocab=vocab, passage_length=passage_length
     )
     domain = pack_domain(source)
-    check_index_dir(out)
-    remove_build_temporaries(out)
-    summary: dict[str, Any] = {"out": str(out), **record, "domain": domain}
+    out.check_owned()
+    out.remove_temporaries()
+    summary: dict[str, Any] = {"out": str(out.root), **record, "domain": domain}
     if _already_built(out, record, method=method, bm25=bm25):
-        record_domain(out, domain)  # a pack rebuilt under another domain name needs no re-encoding
+        out.set_domain(domain)  # a pack rebuilt under another domain name needs no re-encoding
         return {**summary, "status": "already built"}
     if retriever is not None:  # load and check before writing: a wrong vocab leaves nothing
         from vertjax.data import vocab as vocab_lib
@@ -400,27 +289,27 @@ def build_index(
         vocab_lib.check_fits_model(
             vocabulary, model.config.vocab_size, vocab_path=vocab, model="the retriever"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    out.root.mkdir(parents=True, exist_ok=True)
     # A manifest left by an earlier build must not vouch for this one if it is interrupted.
-    (out / index.MANIFEST_FILE).unlink(missing_ok=True)
-    (out / bm25_lib.BM25_DIR / bm25_lib.MANIFEST_FILE).unlink(missing_ok=True)
+    out.dense_manifest.unlink(missing_ok=True)
+    out.bm25_manifest.unlink(missing_ok=True)
     _copy_passages(source, out, record)
-    io_utils.atomic_write_json(out / BUILD_FILE, {**record, "domain": domain} if domain else record)
-    passage_store = store.PassageStore.open(out / store.PASSAGES_FILE)
+    out.write_record(index_dir.BUILD_FILE, {**record, "domain": domain} if domain else record)
+    passage_store = out.open_passages()
     summary["count"] = len(passage_store)
     if retriever is not None:
         summary["resumed_from_row"] = encode_passages(
             encoder=BatchEncoder(model, params, kind="passage", batch_size=batch_size),
             vocab=vocabulary,
             passages=passage_store,
-            out_dir=out,
+            out_dir=out.root,
             dim=model.projection_dim,
             passage_length=passage_length,
             fingerprint=_fingerprint(record),
             progress=progress,
         )
-        io_utils.atomic_write_json(
-            out / RETRIEVER_FILE,
+        out.write_record(
+            index_dir.RETRIEVER_FILE,
             {
                 "retriever": record["retriever"],
                 "step": record["step"],
@@ -430,11 +319,11 @@ def build_index(
             },
         )
         dense = index.DenseIndex.build(
-            out, metadata=passage_store, method=method, **dict(scann_params or {})
+            out.root, metadata=passage_store, method=method, **dict(scann_params or {})
         )
-        dense.save(out)
+        dense.save(out.root)
         summary.update(method=method, dimension=dense.dimension, params=dense.params)
     if bm25:
-        bm25_lib.BM25Index.build(passage_store).save(out)
+        bm25_lib.BM25Index.build(passage_store).save(out.root)
     summary["status"] = "built"
     return summary

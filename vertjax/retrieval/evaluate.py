@@ -27,6 +27,7 @@ from typing import Any
 from vertjax import errors, io_utils
 from vertjax.eval import plots
 from vertjax.retrieval import bm25, dense, fusion, keywords, metrics, rewrite
+from vertjax.retrieval.index_dir import FUSION_FILE, IndexDir
 from vertjax.retrieval.types import Retriever
 
 PathLike = str | os.PathLike
@@ -49,8 +50,8 @@ def _systems(
     systems: dict[str, Retriever] = {}
     for name, directory in indexes.items():
         prefix = f"{name} " if name else ""
-        has_bm25 = (pathlib.Path(directory) / bm25.BM25_DIR / bm25.MANIFEST_FILE).is_file()
-        has_dense = (pathlib.Path(directory) / "retriever.json").is_file()
+        layout = IndexDir(directory)
+        has_bm25, has_dense = layout.has_bm25(), layout.has_dense()
         for kind in kinds:
             if kind == "bm25" and has_bm25 and "bm25" not in systems:
                 systems["bm25"] = dense.open_retriever(directory, "bm25", verify=verify)
@@ -184,7 +185,7 @@ def tune_fusion(
         "questions": str(questions),
         "num_questions": len(labelled),
     }
-    io_utils.atomic_write_json(pathlib.Path(index_dir) / fusion.FUSION_FILE, record)
+    IndexDir(index_dir).write_record(FUSION_FILE, record)
     return record
 
 

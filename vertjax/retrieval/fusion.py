@@ -16,14 +16,13 @@ sweep that includes BM25 alone and dense alone, so the choice never loses to eit
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vertjax import errors
 from vertjax.retrieval import metrics
+from vertjax.retrieval.index_dir import FUSION_FILE, IndexDir
 from vertjax.retrieval.types import Hit, Retriever
 
 PathLike = str | os.PathLike
@@ -136,7 +135,6 @@ class HybridRetriever:
 # Choosing the fusion weight on validation questions
 # ----------------------------------------------------------------------------------------------
 
-FUSION_FILE = "fusion.json"
 # Dense weights to try: fine near 0, where a weak dense list still breaks BM25's ties usefully
 # (demo, 2026-12-01: RRF at 0.02 beat both components on validation; at 0.1 it lost to BM25).
 DEFAULT_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -208,14 +206,15 @@ def choose(rows: Sequence[Mapping[str, float]], *, metric: str = "recall@5") -> 
 def read_choice(index_dir: PathLike) -> dict[str, Any] | None:
     """The `fusion.json` that `evaluate.tune_fusion` wrote into an index dir, or None when it was
     never tuned."""
-    path = pathlib.Path(index_dir) / FUSION_FILE
-    if not path.is_file():
+    layout = IndexDir(index_dir)
+    path = layout.root / FUSION_FILE
+    record = layout.read_record(FUSION_FILE)
+    if record is None:
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
         weights = [float(w) for w in record["weights"]]
         method, kind = record["method"], record["kind"]
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise errors.RetrievalIndexError(
             f"{path}: corrupted ({e}); rerun the fusion tuning"
         ) from None

@@ -1,7 +1,7 @@
 """Dense passage index: ScaNN (tree + asymmetric hashing + exact reordering) or brute-force search.
 
 Vectors are compared by dot product (GTR/DPR embeddings are L2-normalised, so this is cosine).
-An index directory holds:
+The dense part of an index directory (`index_dir.IndexDir` names the files):
 
     manifest.json           format, method, dimension, count, dtype, params, per-file size + SHA-256
     embeddings.npy          float32 [count, dim], memory-mapped (written by `EmbeddingWriter`)
@@ -31,10 +31,9 @@ import numpy as np
 
 from vertjax import errors, io_utils
 from vertjax.retrieval import store
+from vertjax.retrieval.index_dir import IndexDir
 from vertjax.retrieval.types import Hit
 
-MANIFEST_FILE = "manifest.json"
-SCANN_DIR = "scann"
 FORMAT = "vertjax-dense-index"
 VERSION = 1
 METHODS = ("scann", "brute")
@@ -246,27 +245,25 @@ class DenseIndex:
 
     def save(self, directory: PathLike) -> pathlib.Path:
         """Writes the index to `directory` (the manifest last); returns the manifest path."""
-        directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / MANIFEST_FILE).unlink(missing_ok=True)
-        emb_path = directory / store.EMBEDDINGS_FILE
-        if _file_of(self.embeddings) != emb_path.resolve():
-            store.save_npy(emb_path, self.embeddings)
-        passages_path = directory / store.PASSAGES_FILE
+        layout = IndexDir(directory)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.dense_manifest.unlink(missing_ok=True)
+        if _file_of(self.embeddings) != layout.embeddings.resolve():
+            store.save_npy(layout.embeddings, self.embeddings)
         if not (
             isinstance(self.passages, store.PassageStore)
-            and self.passages.path.resolve() == passages_path.resolve()
+            and self.passages.path.resolve() == layout.passages.resolve()
         ):
             rows = (self.passages[i] for i in range(self.count))
-            store.PassageStore.write(passages_path, rows)
+            store.PassageStore.write(layout.passages, rows)
         files = [
             store.EMBEDDINGS_FILE,
             store.PASSAGES_FILE,
             store.PASSAGES_FILE + store.OFFSETS_SUFFIX,
         ]
-        records = {name: store.file_record(directory / name) for name in files}
+        records = {name: store.file_record(layout.root / name) for name in files}
         if self._searcher is not None:
-            records.update(_save_scann(self._searcher, directory))
+            records.update(_save_scann(self._searcher, layout))
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -278,27 +275,27 @@ class DenseIndex:
             "params": self.params,
             "files": records,
         }
-        return io_utils.atomic_write_json(directory / MANIFEST_FILE, manifest)
+        return io_utils.atomic_write_json(layout.dense_manifest, manifest)
 
     @classmethod
     def load(cls, directory: PathLike, *, verify: bool = True) -> DenseIndex:
         """Opens a saved index; `verify` also checks SHA-256 of every file (sizes are always checked)."""
-        directory = pathlib.Path(directory)
-        manifest = read_manifest(directory)
-        store.check_files(directory, manifest["files"], verify=verify)
-        embeddings = store.open_embeddings(directory / store.EMBEDDINGS_FILE)
+        layout = IndexDir(directory)
+        manifest = read_manifest(layout.root)
+        store.check_files(layout.root, manifest["files"], verify=verify)
+        embeddings = store.open_embeddings(layout.embeddings)
         expected = (manifest["count"], manifest["dimension"])
         if embeddings.shape != expected:
             raise errors.RetrievalIndexError(
-                f"{directory / store.EMBEDDINGS_FILE}: shape {embeddings.shape} but the manifest"
+                f"{layout.embeddings}: shape {embeddings.shape} but the manifest"
                 f" says count x dimension = {expected} (dimension mismatch; rebuild the index)"
             )
-        passages = store.PassageStore.open(directory / store.PASSAGES_FILE)
+        passages = layout.open_passages()
         if len(passages) != manifest["count"]:
             raise errors.RetrievalIndexError(
                 f"{passages.path}: {len(passages)} passages for {manifest['count']} vectors"
             )
-        searcher = _load_scann(directory / SCANN_DIR) if manifest["method"] == "scann" else None
+        searcher = _load_scann(layout.scann) if manifest["method"] == "scann" else None
         return cls(
             embeddings=embeddings,
             passages=passages,
@@ -325,7 +322,7 @@ class DenseRetriever:
 def read_manifest(directory: PathLike) -> dict[str, Any]:
     """Reads and sanity-checks `manifest.json`; raises `RetrievalIndexError` naming the problem."""
     directory = pathlib.Path(directory)
-    path = directory / MANIFEST_FILE
+    path = IndexDir(directory).dense_manifest
     if not directory.is_dir():
         raise errors.RetrievalIndexError(f"{directory}: index directory not found")
     if not path.is_file():
@@ -445,11 +442,13 @@ def _tree_ah(builder: Any, params: Mapping[str, Any]) -> Any:
     )
 
 
-def _save_scann(searcher: Any, directory: pathlib.Path) -> dict[str, dict[str, Any]]:
+def _save_scann(searcher: Any, layout: IndexDir) -> dict[str, dict[str, Any]]:
     """Serialises into a temp dir with relative asset paths, then swaps it in as `scann/`."""
-    with io_utils.atomic_dir(directory / SCANN_DIR) as tmp:
+    with io_utils.atomic_dir(layout.scann) as tmp:
         searcher.serialize(os.fspath(tmp), relative_path=True)
-        return {f"{SCANN_DIR}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())}
+        return {
+            f"{layout.scann.name}/{p.name}": store.file_record(p) for p in sorted(tmp.iterdir())
+        }
 
 
 def _load_scann(directory: pathlib.Path) -> Any:

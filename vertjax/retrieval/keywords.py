@@ -88,9 +88,9 @@ class LexicalKeywords:
         cls, index_dir: PathLike, *, max_passages: int = 20_000, limit: int = 6
     ) -> LexicalKeywords:
         """IDF from an index's `passages.jsonl` (an even sample of at most `max_passages`)."""
-        from vertjax.retrieval import store
+        from vertjax.retrieval.index_dir import IndexDir
 
-        passages = store.PassageStore.open(pathlib.Path(index_dir) / store.PASSAGES_FILE)
+        passages = IndexDir(index_dir).open_passages()
         step = max(1, len(passages) // max_passages)
         rows = range(0, len(passages), step)
         return cls.from_texts(

@@ -376,26 +376,27 @@ def build_bm25_index(pack_dir: PathLike, index_dir: PathLike) -> pathlib.Path:
     records the pack's domain there."""
     from vertjax.data import packs
     from vertjax.retrieval import bm25, encode
+    from vertjax.retrieval.index_dir import IndexDir
 
-    index_dir = pathlib.Path(index_dir)
-    if not (index_dir / bm25.BM25_DIR / bm25.MANIFEST_FILE).is_file():
-        bm25.BM25Index.build(packs.load_passages(pack_dir)).save(index_dir)
+    layout = IndexDir(index_dir)
+    if not layout.has_bm25():
+        bm25.BM25Index.build(packs.load_passages(pack_dir)).save(layout.root)
     domain = encode.pack_domain(pathlib.Path(pack_dir))
-    if domain is not None and encode.read_domain(index_dir) != domain:
-        encode.record_domain(index_dir, domain)
-    return index_dir
+    if domain is not None and layout.domain() != domain:
+        layout.set_domain(domain)
+    return layout.root
 
 
 def index_domain(index_dir: PathLike, name: str = "") -> str:
     """What an index's documents are about: `name` when given (`--gin.DOMAIN`), else its data
     pack's domain name as `vertjax index build` records it, else "the indexed documents"."""
-    from vertjax.retrieval import encode
+    from vertjax.retrieval.index_dir import IndexDir
 
     if not isinstance(name, str):
         raise errors.ConfigError(f"assistant.index_domain.name = {name!r}: must be a string")
     if name.strip():
         return name.strip()
-    domain = encode.read_domain(index_dir)
+    domain = IndexDir(index_dir).domain()
     return domain["name"] if domain is not None else NEUTRAL_DOMAIN
 
 
