@@ -43,3 +43,21 @@ def test_a_batch_that_does_not_split_is_a_config_error():
             dropout_rng=None,
             num_microbatches=4,
         )
+
+
+def test_a_per_token_loss_without_num_tokens_is_a_config_error_naming_the_binding():
+    """A loss whose metrics have no `num_tokens` cannot be token-weighted over slices: the
+    microbatched step is refused with the gin binding named, not a KeyError from inside jit."""
+    model = tiny_model()
+
+    def loss_without_counts(params, batch, *, dropout_rng):
+        loss, metrics = model.loss_fn(params, batch, dropout_rng=dropout_rng)
+        return loss, {k: v for k, v in metrics.items() if k != "num_tokens"}
+
+    batch = SyntheticSource(batch_size=4).global_batch(0)
+    with pytest.raises(errors.ConfigError, match=r"num_microbatches = 2 \(NUM_MICROBATCHES\)"):
+        jax.jit(
+            lambda p, b: microbatches.loss_and_grads(
+                loss_without_counts, p, b, dropout_rng=None, num_microbatches=2
+            )
+        )(model.init_params(jax.random.key(0)), batch)

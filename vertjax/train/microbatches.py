@@ -59,6 +59,13 @@ def loss_and_grads(
     def one(index, micro):
         rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, index)
         (loss, metrics), grads = grad_fn(params, micro, dropout_rng=rng)
+        if per_token_mean and "num_tokens" not in metrics:
+            raise errors.ConfigError(
+                f"trainer.train.num_microbatches = {num_microbatches} (NUM_MICROBATCHES): the"
+                " model's loss is a per-token mean but its metrics have no `num_tokens` to"
+                f" weight the slices by (they hold {sorted(metrics)}); train it with"
+                " NUM_MICROBATCHES = 1"
+            )
         weight = metrics["num_tokens"] if per_token_mean else jnp.float32(1.0)
         grads = jax.tree.map(lambda g: g * weight.astype(g.dtype), grads)
         return loss * weight, weight, metrics, grads
