@@ -3,7 +3,8 @@
 Parameters are named as in T5X (`encoder/layers_0/attention/query/kernel`, `token_embedder/embedding`,
 `decoder/logits_dense/kernel`, ...), so T5X checkpoints, partitioning rules and HF conversions carry
 over. Packed examples are supported through segment ids: attention never crosses a segment, and the
-relative position biases are offset-invariant, so `*_positions` need not be consulted.
+relative position biases are offset-invariant, so `*_positions` need not be consulted. With
+`scan_layers` each stack's layers are one `nn.scan` and their params stacked under `<stack>/layers`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class T5Config:
     # keeps every activation, "minimal" keeps the weight matmuls' outputs and recomputes the rest,
     # "full" keeps only the layer inputs. Changes memory and speed, never values or params.
     remat_policy: str = "none"
+    # Run each layer stack as one `nn.scan` over stacked params (T5X/MaxText's `scan_layers`): one
+    # compiled layer instead of N, so compile time and program size stop growing with depth. The
+    # params then live under `<stack>/layers` with a leading "layers" axis instead of
+    # `<stack>/layers_<i>`; `models/scan_layout.py` converts checkpoints between the two layouts.
+    scan_layers: bool = False
 
     def __post_init__(self) -> None:
         """`ConfigError` naming the binding for values gin passes through that the model rejects."""
@@ -90,11 +96,51 @@ REMAT_POLICIES: dict[str, Any] = {
 }
 
 
-def _layer_class(cls: type[nn.Module], config: T5Config, static_argnums: tuple[int, ...]):
+def _layer_class(
+    cls: type[nn.Module], config: T5Config, static_argnums: tuple[int, ...], *, remat: bool = True
+):
     """`cls`, or `cls` rematerialised under `config.remat_policy` (same params, same names)."""
-    if config.remat_policy == "none":
+    if config.remat_policy == "none" or not remat:
         return cls
     return nn.remat(cls, policy=REMAT_POLICIES[config.remat_policy], static_argnums=static_argnums)
+
+
+# The logical axis of the stacked layer params when `scan_layers` is on (the partitioning rules
+# replicate it, so every mesh gin works with either layout).
+LAYERS_AXIS = "layers"
+
+
+def _run_layers(
+    cls: type[nn.Module],
+    config: T5Config,
+    num_layers: int,
+    x: Array,
+    *args: Any,
+    static_argnums: tuple[int, ...],
+    remat: bool = True,
+) -> Array:
+    """`x` through `num_layers` layers of `cls(config)` called as `layer(x, *args)`.
+
+    Unscanned: a Python loop of modules named `layers_<i>`. Scanned: one `nn.scan` module named
+    `layers` whose params (and decoding cache) are stacked over a leading "layers" axis (axis 1
+    of the cache, so its batch axis stays first for beam tiling); the layer (rematerialised under
+    `remat_policy`) is the scan body, and each layer draws its own init and dropout keys.
+    """
+    layer = _layer_class(cls, config, static_argnums, remat=remat)
+    if not config.scan_layers:
+        for i in range(num_layers):
+            x = layer(config, name=f"layers_{i}")(x, *args)
+        return x
+    scanned = nn.scan(
+        layer,
+        variable_axes={"params": 0, "cache": 1},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast,) * len(args),
+        length=num_layers,
+        metadata_params={nn.PARTITION_NAME: LAYERS_AXIS},
+    )
+    x, _ = scanned(config, name=LAYERS_AXIS)(x, *args)
+    return x
 
 
 # `T5Config` fields that determine the parameters' names and shapes (the activations name the MLP
@@ -155,6 +201,11 @@ def _mlp(cfg: T5Config) -> layers.GatedMlp:
     )
 
 
+def _layer_output(cfg: T5Config, x: Array) -> Any:
+    """A layer's output: `x`, or `(x, None)` (carry, no per-layer output) as `nn.scan` wants."""
+    return (x, None) if cfg.scan_layers else x
+
+
 class _Dropout(nn.Module):
     rate: float
 
@@ -178,7 +229,7 @@ class EncoderLayer(nn.Module):
         y = _norm(cfg, "pre_mlp_layer_norm")(x)
         y = _mlp(cfg)(y, enable_dropout=enable_dropout)
         x = x + drop(y, enable_dropout=enable_dropout)
-        return layers.constrain(x, ("batch", "length", "embed"))
+        return _layer_output(cfg, layers.constrain(x, ("batch", "length", "embed")))
 
 
 class DecoderLayer(nn.Module):
@@ -220,7 +271,7 @@ class DecoderLayer(nn.Module):
         y = _norm(cfg, "pre_mlp_layer_norm")(x)
         y = _mlp(cfg)(y, enable_dropout=enable_dropout)
         x = x + drop(y, enable_dropout=enable_dropout)
-        return layers.constrain(x, ("batch", "length", "embed"))
+        return _layer_output(cfg, layers.constrain(x, ("batch", "length", "embed")))
 
 
 class Encoder(nn.Module):
@@ -243,9 +294,15 @@ class Encoder(nn.Module):
         bias = layers.attention_mask_bias(mask, jnp.float32) + self._relpos()(
             length, length, bidirectional=True
         )
-        layer = _layer_class(EncoderLayer, cfg, static_argnums=(3,))  # enable_dropout
-        for i in range(cfg.num_encoder_layers):
-            x = layer(cfg, name=f"layers_{i}")(x, bias, enable_dropout)
+        x = _run_layers(
+            EncoderLayer,
+            cfg,
+            cfg.num_encoder_layers,
+            x,
+            bias,
+            enable_dropout,
+            static_argnums=(3,),  # enable_dropout
+        )
         x = _norm(cfg, "encoder_norm")(x)
         return _Dropout(cfg.dropout_rate)(x, enable_dropout=enable_dropout)
 
@@ -329,12 +386,21 @@ class Decoder(nn.Module):
         y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
         y = _Dropout(cfg.dropout_rate)(y, enable_dropout=enable_dropout)
         y = layers.constrain(y, ("batch", "length", "embed"))
-        # Decoding keeps no activations for a backward pass: remat only matters when training.
-        layer = DecoderLayer if decode else _layer_class(DecoderLayer, cfg, static_argnums=(5, 6))
-        for i in range(cfg.num_decoder_layers):
-            y = layer(cfg, name=f"layers_{i}")(
-                y, encoded, self_bias, cross_bias, enable_dropout, decode, cache_index
-            )
+        y = _run_layers(
+            DecoderLayer,
+            cfg,
+            cfg.num_decoder_layers,
+            y,
+            encoded,
+            self_bias,
+            cross_bias,
+            enable_dropout,
+            decode,
+            cache_index,
+            static_argnums=(5, 6),  # enable_dropout, decode
+            # Decoding keeps no activations for a backward pass: remat only matters in training.
+            remat=not decode,
+        )
         y = _norm(cfg, "decoder_norm")(y)
         y = _Dropout(cfg.dropout_rate)(y, enable_dropout=enable_dropout)
         if cfg.logits_via_embedding:

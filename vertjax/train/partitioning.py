@@ -38,6 +38,9 @@ def standard_logical_axis_rules(*, parameter_partitioning_dims: int = 1) -> Logi
         ("relpos_buckets", None),
         ("projection", None),
         ("abspos_buckets", None),
+        # The stacked-layer axis of `scan_layers` params: replicated, so each layer's slice is
+        # sharded exactly as the unscanned layer's params are.
+        ("layers", None),
     ]
     rules.append(("embed", "data" if parameter_partitioning_dims == 2 else None))
     return tuple(rules)
