@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import gin
 import pytest
@@ -225,3 +226,42 @@ def test_operative_config_is_written_atomically_to_the_model_dir(gin_dir, tmp_pa
     # The written file parses back to the same binding.
     gin_utils.parse_gin(gin_files=[str(path)])
     assert gin_utils.query_macro("LR") == 0.75
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Settings:
+    steps: int
+    rate: float
+    names: list[str]
+    source: str | None
+    verbose: bool = False
+
+
+gin.external_configurable(_Settings)
+_SETTINGS_GIN = """
+_Settings.steps = 3
+_Settings.rate = 1
+_Settings.names = ['a', 'b']
+_Settings.source = None
+"""
+
+
+def test_configured_dataclass_builds_from_bindings_and_checks_each_field():
+    gin.clear_config()
+    gin.parse_config(_SETTINGS_GIN)
+    built = gin_utils.configured_dataclass(_Settings)
+    assert built == _Settings(
+        steps=3, rate=1, names=["a", "b"], source=None
+    )  # int as float; default
+    for binding, message in [
+        ("_Settings.steps = True", r"_Settings\.steps = True is not of type int"),
+        ("_Settings.names = ['a', 2]", r"_Settings\.names = \['a', 2\] is not of type list\[str\]"),
+        ("_Settings.source = 4", r"_Settings\.source = 4 is not of type str \| None"),
+        ("_Settings.steps = %gin.REQUIRED", r"_Settings\.steps is required"),
+    ]:
+        gin.parse_config(_SETTINGS_GIN + binding)
+        with pytest.raises(errors.ConfigError, match=message):
+            gin_utils.configured_dataclass(_Settings)
+    gin.clear_config()
+    with pytest.raises(errors.ConfigError, match=r"_Settings\.steps is required"):
+        gin_utils.configured_dataclass(_Settings)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import difflib
 import importlib.resources
 import os
 import pathlib
 import re
 import tokenize
+import types
+import typing
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import gin
 
@@ -317,3 +320,63 @@ def call_configurable(fn: Callable[..., Any], **kwargs: Any) -> Any:
         if str(e).startswith("Required bindings for"):  # a parameter gin was told to supply
             raise errors.ConfigError(_gin_message(e)) from None
         raise
+
+
+_Settings = TypeVar("_Settings")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a gin-parsed value fits a field annotation (int, float, bool, str, None, unions,
+    list/tuple/dict of those); an int passes as a float, a bool never as a number."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):  # gin writes [a, b] or (a, b): either is accepted; items alike
+        return isinstance(value, list | tuple) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items()
+        )
+    return isinstance(value, origin or hint)
+
+
+def configured_dataclass(cls: type[_Settings]) -> _Settings:
+    """An instance of dataclass `cls` from its gin bindings, each field checked first.
+
+    For settings that a gin file binds field by field (`module.Class.field = value` under dynamic
+    registration; `--gin.Class.field=value` on the command line). gin itself rejects a misspelt
+    field at parse time; this adds one `ConfigError` naming `Class.field` for a field that is not
+    bound, still `%gin.REQUIRED`, or whose value does not fit the field's type annotation.
+    Ranges are the dataclass's own business (its `__post_init__`).
+    """
+    name = cls.__name__
+    try:
+        bound = gin.get_bindings(cls)
+    except ValueError:  # never registered: no parsed gin file imports its module
+        raise errors.ConfigError(
+            f"gin: no gin file binds {name} (import {cls.__module__} in the gin file)"
+        ) from None
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        default = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        value = bound.get(field.name, default)
+        flag = f"--gin.{name}.{field.name}=..."
+        if value is gin.REQUIRED or value is dataclasses.MISSING:
+            raise errors.ConfigError(f"gin: {name}.{field.name} is required (pass {flag})")
+        hint = hints[field.name]
+        if not _matches(value, hint):
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise errors.ConfigError(
+                f"gin: {name}.{field.name} = {value!r} is not of type {kind} (pass {flag})"
+            )
+    return call_configurable(gin.get_configurable(cls))

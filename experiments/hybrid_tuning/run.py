@@ -1,11 +1,11 @@
 """Hybrid tuning (XuanYuan 2.0) vs two-stage tuning, from one general model, at equal tokens.
 
     python experiments/hybrid_tuning/run.py --gin_file=experiments/hybrid_tuning/tiny.gin \
-        --out runs/hybrid_tuning/tiny [--gin.HYBRID_STAGE1_STEPS=100 ...]
+        --out runs/hybrid_tuning/tiny [--gin.HybridSettings.stage1_steps=100 ...]
 
 Stages, each skipped on a rerun once done (a killed training run resumes from its checkpoint):
 data packs -> SentencePiece vocab -> instruction data (`instructions.py`) -> seqio tasks ->
-`general` (span corruption on general text; or HYBRID_GENERAL_CHECKPOINT) ->
+`general` (span corruption on general text; or HybridSettings.general_checkpoint) ->
 arm A: `a_stage1` (continued pretraining, domain + general span corruption) then `a_stage2`
 (instruction tuning, domain + general instructions) -> arm B: `b_hybrid` (one stage on all four
 tasks; its rates reproduce A's share of target tokens per task and it stops once it has read as
@@ -18,6 +18,7 @@ metrics.jsonl and checkpoints; `stage.json` marks it finished.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import random
@@ -30,17 +31,12 @@ from vertjax import errors, gin_utils, io_utils
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import instructions  # noqa: E402  (the experiment's sibling module)
+import hybrid_settings  # noqa: E402  (sibling modules; the scale gins import hybrid_settings)
+import instructions  # noqa: E402
 
 STAGE_FILE = "stage.json"
 EVAL_FILE = "eval.json"
 ROLES = ("domain", "general")
-SETTINGS = (
-    "DOMAIN_PACK GENERAL_PACK GENERAL_SOURCE WORDNET_PACK MAX_DOCUMENTS VOCAB VOCAB_SIZE "
-    "VOCAB_SENTENCES GENERAL_CHECKPOINT GENERAL_STEPS STAGE1_STEPS STAGE2_STEPS DOMAIN_RATE "
-    "SELF_INSTRUCT_TARGET SELF_KG_ENTITIES SELF_QA_PASSAGES WORDNET_LEMMAS HELDOUT_FRACTION "
-    "EVAL_EXAMPLES EVAL_INSTRUCTIONS EVAL_BATCH_SIZE MAX_DECODE_LENGTH BOOTSTRAP"
-).split()
 
 
 def _say(message: str) -> None:
@@ -53,7 +49,7 @@ class Experiment:
     def __init__(self, *, gin_files: list[str], bindings: list[str], out: pathlib.Path):
         gin_utils.parse_gin(gin_files=gin_files, gin_bindings=bindings)
         self.gin_files, self.bindings, self.out = gin_files, bindings, out
-        self.s = {n.lower(): gin_utils.query_macro(f"HYBRID_{n}") for n in SETTINGS}
+        self.s = dataclasses.asdict(hybrid_settings.settings())
         self.s["lengths"] = dict(gin_utils.query_macro("TASK_FEATURE_LENGTHS"))
         self.s["batch_size"] = gin_utils.query_macro("BATCH_SIZE")
         self.s["seed"] = gin_utils.query_macro("SEED")
@@ -394,11 +390,8 @@ def paired_bootstrap(exp: Experiment, role: str, *, base: str, other: str) -> di
     return {"mean": statistics.fmean(diffs), "ci95": [lo, hi], "records": len(diffs)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    gin_utils.add_gin_flags(parser)
-    parser.add_argument("--out", required=True, help="experiment folder (resumed if it exists)")
-    args = parser.parse_args(gin_utils.normalize_argv(argv if argv is not None else sys.argv[1:]))
+def run(args: argparse.Namespace) -> None:
+    """Runs (or resumes) every stage into `args.out`."""
     import report
 
     start = time.perf_counter()
@@ -421,12 +414,21 @@ def main(argv: list[str] | None = None) -> int:
     exp.save()
     table = report.write(exp.out, exp.results)
     _say(f"done in {time.perf_counter() - start:.0f} s; table: {table}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error (bad setting, data) is one line on stderr and exit 2."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    gin_utils.add_gin_flags(parser)
+    parser.add_argument("--out", required=True, help="experiment folder (resumed if it exists)")
+    args = parser.parse_args(gin_utils.normalize_argv(argv if argv is not None else sys.argv[1:]))
+    try:
+        run(args)
+    except errors.VertjaxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except errors.VertjaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

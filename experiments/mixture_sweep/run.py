@@ -1,7 +1,7 @@
 """The mixture sweep: general model, continued pretraining per domain rate, PPL table and plot.
 
     python experiments/mixture_sweep/run.py --gin_file=experiments/mixture_sweep/tiny.gin \
-        --out runs/mixture_sweep/tiny [--gin.SWEEP_POINT_STEPS=200 ...]
+        --out runs/mixture_sweep/tiny [--gin.SweepSettings.point_steps=200 ...]
 
 Stages, each skipped on a rerun once done (a killed training run resumes from its checkpoint):
 data packs -> SentencePiece vocab -> `general` (from scratch, general text only) -> `rate_dXXX`
@@ -15,6 +15,7 @@ run dir holds the usual config.gin / metrics.jsonl / checkpoints, plus `sweep_po
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -25,7 +26,11 @@ from typing import Any
 
 from vertjax import errors, gin_utils, io_utils
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import sweep_settings  # noqa: E402  (a sibling module; the scale gins import it)
+
 POINT_FILE = "sweep_point.json"
 ROLES = ("domain", "general")
 
@@ -34,19 +39,22 @@ def _say(message: str) -> None:
     print(f"[mixture_sweep] {message}", flush=True)
 
 
-def sweep_settings(gin_file: str, bindings: list[str]) -> dict[str, Any]:
-    """The SWEEP_* and shared macros of the scale gin (parsed here, bound again per point)."""
+def read_settings(gin_file: str, bindings: list[str]) -> dict[str, Any]:
+    """`SweepSettings` and the shared macros of the scale gin (parsed here, bound again per point)."""
     gin_utils.parse_gin(gin_files=[gin_file], gin_bindings=bindings)
-    names = (
-        "DOMAIN_PACK GENERAL_PACK DOMAIN_SOURCE GENERAL_SOURCE MAX_DOCUMENTS VOCAB_SIZE "
-        "VOCAB_SENTENCES RATES GENERAL_STEPS POINT_STEPS SCRATCH_DOMAIN STAGED_RATE "
-        "EVAL_EXAMPLES EVAL_BATCH_SIZE"
-    ).split()
-    settings = {n.lower(): gin_utils.query_macro(f"SWEEP_{n}") for n in names}
+    settings = dataclasses.asdict(sweep_settings.settings())
     settings["task_feature_lengths"] = dict(gin_utils.query_macro("TASK_FEATURE_LENGTHS"))
     settings["batch_size"] = gin_utils.query_macro("BATCH_SIZE")
     settings["seed"] = gin_utils.query_macro("SEED")
     return settings
+
+
+def train_env() -> dict[str, str]:
+    """The environment of a point's `vertjax train`: this folder on PYTHONPATH, so that the scale
+    gin's `import sweep_settings` resolves there too."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def prepare_data(out: pathlib.Path, settings: dict[str, Any]) -> dict[str, pathlib.Path]:
@@ -149,7 +157,7 @@ def train_point(
     ]
     _say(f"training {point['name']}: {point['steps']} steps, domain rate {point['domain_rate']}")
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, env=dict(os.environ), check=False)
+    result = subprocess.run(command, cwd=REPO, env=train_env(), check=False)
     if result.returncode != 0:
         raise errors.TrainingError(f"training {point['name']} failed (exit {result.returncode})")
     return time.perf_counter() - start
@@ -215,7 +223,7 @@ def run_sweep(*, gin_file: str, out: pathlib.Path, bindings: list[str]) -> dict[
     """Runs every unfinished point, then writes results.json and the report; returns results."""
     from vertjax.eval import sweep_report
 
-    settings = sweep_settings(gin_file, bindings)
+    settings = read_settings(gin_file, bindings)
     out.mkdir(parents=True, exist_ok=True)
     dirs = prepare_data(out, settings)
     evaluator = Evaluator(settings, dirs)

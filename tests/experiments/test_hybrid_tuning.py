@@ -128,3 +128,47 @@ def test_report_markdown_lists_every_model_and_the_interval():
     )
     assert "B - A, domain ROUGE-L: -0.250" in text and "-0.400 .. -0.100" in text
     assert "0.250 (n=3)" in text
+
+
+run = _load("run")
+TINY_GIN = str(EXPERIMENT / "tiny.gin")
+
+
+def test_settings_bound_in_the_gin_and_on_the_command_line_reach_the_experiment(tmp_path):
+    base = run.Experiment(gin_files=[TINY_GIN], bindings=[], out=tmp_path / "a").s
+    exp = run.Experiment(
+        gin_files=[TINY_GIN], bindings=["HybridSettings.stage1_steps=7"], out=tmp_path / "b"
+    )
+    assert exp.s["stage1_steps"] == 7 != base["stage1_steps"]
+    assert {k: v for k, v in exp.s.items() if k != "stage1_steps"} == {
+        k: v for k, v in base.items() if k != "stage1_steps"
+    }
+    assert isinstance(base["stage2_steps"], int) and base["domain_pack"]
+
+
+@pytest.mark.parametrize(
+    "binding, names",
+    [
+        ("HybridSettings.stage1_step=100", ["stage1_step"]),  # a misspelt field
+        ("HYBRID_STAGE1_STEPS=100", ["HYBRID_STAGE1_STEPS"]),  # the old loose macro
+        ("HybridSettings.stage1_steps='many'", ["HybridSettings.stage1_steps", "int"]),
+        ("HybridSettings.domain_rate=1.5", ["HybridSettings.domain_rate", "[0, 1]"]),
+        ("HybridSettings.heldout_fraction=0", ["HybridSettings.heldout_fraction"]),
+        ("HybridSettings.eval_batch_size=0", ["HybridSettings.eval_batch_size"]),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2_before_anything_runs(
+    tmp_path, capsys, binding, names
+):
+    out = tmp_path / "out"
+    code = run.main([f"--gin_file={TINY_GIN}", f"--out={out}", f"--gin.{binding}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert all(name in err for name in names), err
+    assert not out.exists()
+
+
+def test_full_scale_requires_the_general_source(tmp_path):
+    with pytest.raises(errors.ConfigError, match=r"HybridSettings\.general_source is required"):
+        run.Experiment(gin_files=[str(EXPERIMENT / "full.gin")], bindings=[], out=tmp_path)
