@@ -15,8 +15,10 @@ def build_index(root: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def make_assistant(index_dir: pathlib.Path, **options) -> assistant.Assistant:
-    """BM25 + rule rewriting + extractive answers + lexical checks (override with options)."""
+def make_assistant(index_dir: pathlib.Path | None, **options) -> assistant.Assistant:
+    """BM25 over `index_dir` (or `options["retriever"]`) + rule rewriting + extractive answers +
+    lexical checks (override with options)."""
+    retriever = options.pop("retriever", None) or bm25.BM25Index.load(index_dir)
     settings = {
         "rewriter": rewrite.RuleRewriter(),
         "generator": generation.ExtractiveGenerator(),
@@ -24,4 +26,4 @@ def make_assistant(index_dir: pathlib.Path, **options) -> assistant.Assistant:
         "domain": "databases",
     }
     settings.update(options)
-    return assistant.Assistant(bm25.BM25Index.load(index_dir), **settings)
+    return assistant.Assistant(retriever, **settings)

@@ -75,9 +75,31 @@ def test_out_of_domain_questions_are_refused_with_a_reason(index_dir):
     assert result.answer.startswith("I can only answer questions about databases.")
     mixed = bot.answer("What does the database read? How long should I boil an egg?")
     assert not mixed.refused and [s.refused for s in mixed.sub_questions] == [False, True]
-    assert "Not answered: out of domain" in mixed.answer
+    assert "Not answered: outside databases" in mixed.answer
     strict = make_assistant(index_dir, min_top_score=1e6)
     assert strict.answer(_question(5)).refused
+
+
+def test_refusals_say_which_reason_applies(index_dir):
+    """Outside the domain (the classifier) and nothing in the documents answering (retrieval
+    below the threshold) are told apart in the text, the reason and `refusal_kind`, which the
+    HTTP API carries."""
+    from vertjax.system import http_api, parsing
+
+    outside = make_assistant(index_dir, ood_classifier=_Classifier()).answer("Who won the cup?")
+    no_match = make_assistant(index_dir, min_top_score=1e6).answer(_question(5))
+    assert (outside.refusal_kind, no_match.refusal_kind) == (
+        parsing.OUTSIDE_DOMAIN,
+        parsing.NO_MATCH,
+    )
+    assert outside.refusal_reason.startswith("outside databases: the domain classifier")
+    assert no_match.refusal_reason.startswith("nothing in the documents answers this")
+    assert "a raw bm25 score" in no_match.refusal_reason
+    assert outside.answer != no_match.answer
+    assert no_match.answer.startswith("Nothing in the documents about databases answers this")
+    body = http_api.chat_response(no_match, model="m")["vertjax"]
+    assert (body["refused"], body["refusal_kind"]) == (True, parsing.NO_MATCH)
+    assert body["sub_questions"][0]["refusal_kind"] == parsing.NO_MATCH
 
 
 class _Rejecting:
@@ -187,16 +209,16 @@ def test_refusals_name_the_domain_of_the_index(tmp_path):
     assert assistant.index_domain(tmp_path / "i") == "SQLite"
     assert assistant.index_domain(tmp_path / "i", name="our manual") == "our manual"  # --gin.DOMAIN
     assert bot.answer("Who won the World Cup?").answer.startswith(
-        "I can only answer questions about SQLite."
+        "Nothing in the documents about SQLite answers this question"
     )
     old = assistant.offline_assistant(
         index_dir=tmp_path / "old", pack_dir=write_tiny_pack(tmp_path / "tiny"), min_top_score=1e6
     )
-    assert "about the indexed documents." in old.answer("Who won the World Cup?").answer
+    assert "about the indexed documents answers" in old.answer("Who won the World Cup?").answer
     named = assistant.offline_assistant(
         index_dir=tmp_path / "i", domain="our manual", min_top_score=1e6
     )
-    assert "about our manual." in named.answer("Who won the World Cup?").answer
+    assert "about our manual answers" in named.answer("Who won the World Cup?").answer
 
 
 def test_prompting_generators_get_the_domain_unless_told_one(index_dir):
@@ -227,7 +249,7 @@ def test_answers_cite_files_a_user_can_open(tmp_path, capsys, monkeypatch):
     assert (cited["doc_id"], cited["source"]) == ("lang/page3.html", "lang/page3.html")
     assert str(tmp_path) not in json.dumps(out["selected"])
     assert cli.main([*argv, "--gin.MIN_TOP_SCORE=1e6", question]) == 0
-    assert "questions about sqlite_docs." in capsys.readouterr().out
+    assert "documents about sqlite_docs answers" in capsys.readouterr().out
     monkeypatch.setattr("sys.stdin", io.StringIO(question + "\n"))
     assert cli.main(["chat", *argv[1:], "--quiet"]) == 0
     assert "https://sqlite.example/doc/lang/page3.html" in capsys.readouterr().out

@@ -95,6 +95,10 @@ def test_domain_gate_classifier_then_retrieval_score_fallback():
     fallback = parsing.DomainGate(min_top_score=5.0)
     assert fallback.classify(["q"]) == [None]
     assert fallback.verdict(None, [_hit(4.9)]).refused
-    assert fallback.verdict(None, []).reason.startswith("out of domain: retrieval found no passage")
+    assert fallback.verdict(None, []).reason.startswith(
+        "nothing in the documents answers this: retrieval found no passage"
+    )
+    assert fallback.verdict(None, [_hit(4.9)]).kind == parsing.NO_MATCH
+    assert verdict.kind == parsing.OUTSIDE_DOMAIN
     assert not fallback.verdict(None, [_hit(5.0)]).refused
     assert not parsing.DomainGate().verdict(None, []).refused

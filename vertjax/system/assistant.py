@@ -8,7 +8,10 @@ citations and per-sentence consistency verdicts, timings per stage, and a refusa
 Each sub-question is retrieved and answered on its own; the answers are merged and every citation
 `[n]` points into the merged `selected` list, whose passages say where they come from (`doc_id`,
 `source` file, `url`). The domain named in refusals and prompts is the index's (`index_domain`,
-copied from the data pack). `offline_assistant` builds the zero-model system
+copied from the data pack). A refusal says which reason applies (`refusal_kind`): the question is
+outside the domain (the classifier), or nothing in the documents answers it (the top retrieval
+score is below `min_top_score`, raw or a calibrated percentile per retriever, see
+`vertjax.system.calibration`). `offline_assistant` builds the zero-model system
 (BM25 + extractive answers + lexical consistency) over a built data pack, the demo's fallback.
 """
 
@@ -27,13 +30,19 @@ from vertjax.consistency import postprocess
 from vertjax.retrieval.rewrite import Rewriter
 from vertjax.retrieval.types import Hit, Retriever
 from vertjax.synth import refusals
-from vertjax.system import generation, parsing
+from vertjax.system import calibration, generation, parsing
 from vertjax.system.generation import NEUTRAL_DOMAIN
 
 PathLike = str | os.PathLike
 Selector = Callable[[str, Sequence[Hit]], list[Hit]]
 KeywordExpander = Callable[[list[str]], list[list[str]]]
 NO_ANSWER = "no answer found: the selected passages hold no sentence relevant to the question"
+# `AnswerResult.refusal_kind` when sub-questions were answered but no sentence survived.
+NO_ANSWER_KIND = "no_answer"
+NO_MATCH_REFUSAL = (
+    "Nothing in the documents about {domain} answers this question: the closest passages match"
+    " it too weakly to answer from them reliably."
+)
 
 
 class ConsistencyScorer(Protocol):
@@ -89,6 +98,7 @@ class SubQuestion:
     reason: str | None
     p_in_domain: float | None
     top_score: float | None
+    refusal_kind: str | None = None
 
 
 @dataclasses.dataclass
@@ -110,7 +120,12 @@ class AnswerSentence:
 
 @dataclasses.dataclass
 class AnswerResult:
-    """Everything the assistant did for one question (`dataclasses.asdict` is `--json`)."""
+    """Everything the assistant did for one question (`dataclasses.asdict` is `--json`).
+
+    `refusal_kind`: None when answered, else `parsing.OUTSIDE_DOMAIN` (the question is not about
+    the domain; also when some refused sub-questions were and others found no match),
+    `parsing.NO_MATCH` (nothing in the documents answers it) or `NO_ANSWER_KIND`.
+    """
 
     question: str
     rewritten_question: str
@@ -125,6 +140,7 @@ class AnswerResult:
     generator: str
     consistency_policy: str
     removed_sentences: int = 0
+    refusal_kind: str | None = None
 
 
 class _Timer:
@@ -155,7 +171,12 @@ class Assistant:
       postprocess_policy: "drop", "flag" or "regenerate" (or a `PostprocessConfig`).
       ood_classifier: P(in-domain) classifier; refusals below its threshold.
       k: passages selected per sub-question; `retrieve_k` passages retrieved per sub-question.
-      min_top_score: refuse when retrieval's best score is below this (fallback OOD gate).
+      min_top_score: refuse when retrieval's best score is below this raw score, on the scale of
+        the retriever in use (BM25: unbounded sums, dense: cosine in [-1, 1], hybrid RRF: ~0.03).
+      min_top_score_percentile: the same on a calibrated scale, 0..100: refuse below this
+        percentile of in-domain questions' top scores for the retriever in use, as measured in
+        `retrieval_calibration` (`vertjax ood train --index`). Exclusive with `min_top_score`.
+      retrieval_calibration: the `calibration.RetrievalCalibration` a percentile needs.
       domain: what the documents are about, named in the refusal message and in the prompts of
         generators that have a `domain` (default.gin binds the index's, `index_domain`); None:
         "the indexed documents".
@@ -175,6 +196,8 @@ class Assistant:
         k: int = 4,
         retrieve_k: int = 20,
         min_top_score: float | None = None,
+        min_top_score_percentile: float | None = None,
+        retrieval_calibration: calibration.RetrievalCalibration | None = None,
         domain: str | None = None,
         max_sub_questions: int = 5,
     ):
@@ -191,10 +214,22 @@ class Assistant:
         self.selector = selector or selection.KnowledgeSelector(k=k)
         self.generator, self.consistency_scorer = generator, consistency_scorer
         self.postprocess_config = postprocess_policy
-        self.gate = parsing.DomainGate(classifier=ood_classifier, min_top_score=min_top_score)
         self.k, self.retrieve_k, self.max_sub_questions = k, retrieve_k, max_sub_questions
         self.domain = domain or NEUTRAL_DOMAIN
-        self.refusal_message = refusals.DEFAULT_REFUSAL.format(domain=self.domain)
+        threshold = calibration.gate_threshold(
+            retriever,
+            min_top_score=min_top_score,
+            percentile=min_top_score_percentile,
+            calibration=retrieval_calibration,
+        )
+        self.gate = parsing.DomainGate(
+            classifier=ood_classifier, min_top_score=threshold, domain=self.domain
+        )
+        # What a refused question is told, per `DomainVerdict.kind`.
+        self.refusal_messages = {
+            parsing.OUTSIDE_DOMAIN: refusals.DEFAULT_REFUSAL.format(domain=self.domain),
+            parsing.NO_MATCH: NO_MATCH_REFUSAL.format(domain=self.domain),
+        }
         if getattr(generator, "domain", "") is None:  # a prompting generator told no domain
             generator.domain = self.domain
         # The server answers concurrently, and the ScaNN / bm25s searchers behind a retriever are
@@ -227,7 +262,7 @@ class Assistant:
         subs = []
         for text, p, sub_hits in zip(texts, p_in, hits, strict=True):
             v = self.gate.verdict(p, sub_hits)
-            subs.append(SubQuestion(text, v.refused, v.reason, v.p_in_domain, v.top_score))
+            subs.append(SubQuestion(text, v.refused, v.reason, v.p_in_domain, v.top_score, v.kind))
         retrieved = [Passage.of(h, i, with_text=False) for i, hs in enumerate(hits) for h in hs]
         selected: list[Passage] = []
         number: dict[str, int] = {}
@@ -251,7 +286,7 @@ class Assistant:
         t = timer.stage("generate", t)
         sentences, removed = self._check(raw, selected)
         timer.stage("consistency", t)
-        refused, reason = self._refusal(subs, sentences)
+        refused, reason, kind = self._refusal(subs, sentences)
         return AnswerResult(
             question=question,
             rewritten_question=rewritten,
@@ -259,13 +294,14 @@ class Assistant:
             retrieved=retrieved,
             selected=selected,
             sentences=sentences,
-            answer=self._render(subs, sentences, selected, refused, reason),
+            answer=self._render(subs, sentences, selected, kind),
             refused=refused,
             refusal_reason=reason,
             timings_ms=timer.total(),
             generator=self.generator.name,
             consistency_policy=self.postprocess_config.policy if self.consistency_scorer else "off",
             removed_sentences=removed,
+            refusal_kind=kind,
         )
 
     def _check(
@@ -306,17 +342,24 @@ class Assistant:
 
     def _refusal(
         self, subs: list[SubQuestion], sentences: list[AnswerSentence]
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, str | None, str | None]:
+        """(refused, reason, kind) of the whole answer."""
         if all(s.refused for s in subs):
-            return True, "; ".join(dict.fromkeys(s.reason for s in subs if s.reason))
+            kinds = {s.refusal_kind for s in subs}
+            kind = parsing.OUTSIDE_DOMAIN if parsing.OUTSIDE_DOMAIN in kinds else parsing.NO_MATCH
+            return True, "; ".join(dict.fromkeys(s.reason for s in subs if s.reason)), kind
         if not sentences:
-            return True, NO_ANSWER
-        return False, None
+            return True, NO_ANSWER, NO_ANSWER_KIND
+        return False, None, None
 
-    def _render(self, subs, sentences, selected, refused, reason) -> str:
-        """The user-facing text: cited sentences, notes on refused parts, and the sources."""
-        if refused:
-            return self.refusal_message if reason != NO_ANSWER else f"I could not answer: {reason}."
+    def _render(self, subs, sentences, selected, kind: str | None) -> str:
+        """The user-facing text: cited sentences, notes on refused parts, and the sources; a
+        refusal says why (outside the domain, or nothing in the documents answers it)."""
+        if kind == NO_ANSWER_KIND:
+            return f"I could not answer: {NO_ANSWER}."
+        if kind is not None:
+            kinds = dict.fromkeys(s.refusal_kind for s in subs)
+            return "\n".join(self.refusal_messages[k] for k in kinds if k in self.refusal_messages)
         shown = [
             {
                 "text": s.text,
@@ -361,11 +404,8 @@ class LexicalScorer:
 
 
 def load_retriever(index_dir: PathLike, *, kind: str = "bm25", verify: bool = True) -> Retriever:
-    """The retriever of an index built by `vertjax index build` (or `build_bm25_index`)."""
-    if kind == "bm25":
-        from vertjax.retrieval import bm25
-
-        return bm25.BM25Index.load(index_dir, verify=verify)
+    """The retriever of an index built by `vertjax index build` (or `build_bm25_index`), one
+    index or the shards of a sharded one."""
     from vertjax.retrieval import dense
 
     return dense.open_retriever(index_dir, kind, verify=verify)
@@ -418,13 +458,15 @@ def offline_assistant(
     ood_dir: PathLike | None = None,
     k: int = 4,
     min_top_score: float | None = None,
+    min_top_score_percentile: float | None = None,
     postprocess_policy: str = "flag",
     domain: str | None = None,
 ) -> Assistant:
     """The zero-model system: BM25 + rule rewriting + extractive cited answers + lexical checks.
 
     With `pack_dir`, a BM25 index of the pack is built into `index_dir` first if none is there.
-    `ood_dir` adds the trained domain classifier; `min_top_score` the retrieval-score fallback.
+    `ood_dir` adds the trained domain classifier (and its retrieval calibration, which
+    `min_top_score_percentile` needs); `min_top_score` the raw retrieval-score fallback.
     `domain` defaults to the index's (`index_domain`).
     """
     from vertjax.retrieval import rewrite
@@ -440,6 +482,8 @@ def offline_assistant(
         ood_classifier=load_ood_classifier(ood_dir),
         k=k,
         min_top_score=min_top_score,
+        min_top_score_percentile=min_top_score_percentile,
+        retrieval_calibration=calibration.load_calibration(ood_dir),
         domain=domain or index_domain(index_dir),
     )
 

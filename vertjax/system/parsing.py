@@ -8,7 +8,9 @@
   ' and also ' and numbered lists; later parts are then rewritten with the earlier ones as their
   history, so "Is it hereditary?" is retrieved as "Is autism hereditary?".
 - `DomainGate`: refuses out-of-domain questions, by a classifier's P(in-domain) when one is given
-  (`vertjax.system.ood`) and by the top retrieval score as the fallback.
+  (`vertjax.system.ood`: "outside <domain>"), and questions whose top retrieval score is below a
+  threshold (raw, or calibrated per retriever by `vertjax.system.calibration`: "nothing in the
+  documents answers this").
 """
 
 from __future__ import annotations
@@ -146,14 +148,31 @@ def resolve_sub_questions(sub_questions: Sequence[str], rewriter: Rewriter | Non
     return [first] + [contextualize(q, [first], rewriter) for q in sub_questions[1:]]
 
 
+# `DomainVerdict.kind` of a refusal: the classifier says the question is not about the domain, or
+# retrieval found no passage that matches it well enough to answer from.
+OUTSIDE_DOMAIN = "outside_domain"
+NO_MATCH = "no_match"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreThreshold:
+    """A top-retrieval-score threshold and, for refusal reasons, the scale it is stated on
+    ("a raw bm25 score", "percentile 5 of in-domain questions' top bm25 scores")."""
+
+    value: float
+    scale: str
+
+
 @dataclasses.dataclass(frozen=True)
 class DomainVerdict:
-    """Whether a (sub-)question is refused, why, and the evidence used."""
+    """Whether a (sub-)question is refused, why (`kind`: OUTSIDE_DOMAIN or NO_MATCH, and the
+    `reason` in words), and the evidence used."""
 
     refused: bool
     reason: str | None
     p_in_domain: float | None
     top_score: float | None
+    kind: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -162,13 +181,22 @@ class DomainGate:
 
     Args:
       classifier: P(in-domain) model with its `threshold`; None to rely on retrieval scores.
-      min_top_score: refuse when the best retrieved passage scores below this (None: never).
-        It is a fallback for systems without a classifier and a last check with one: a question
-        the classifier accepts but for which retrieval finds nothing is still refused.
+      min_top_score: refuse when the best retrieved passage scores below this (None: never); a
+        plain number is a raw score of the retriever in use, a `ScoreThreshold` also says its
+        scale (`calibration.gate_threshold`). It is a fallback for systems without a classifier
+        and a last check with one: a question the classifier accepts but for which retrieval
+        finds nothing close is still refused, as "nothing in the documents answers this".
+      domain: what the documents are about, named in the classifier's refusal reason.
     """
 
     classifier: DomainClassifier | None = None
-    min_top_score: float | None = None
+    min_top_score: float | ScoreThreshold | None = None
+    domain: str = "the domain"
+
+    def __post_init__(self) -> None:
+        if self.min_top_score is not None and not isinstance(self.min_top_score, ScoreThreshold):
+            threshold = ScoreThreshold(float(self.min_top_score), "a raw retrieval score")
+            object.__setattr__(self, "min_top_score", threshold)
 
     def classify(self, questions: Sequence[str]) -> list[float | None]:
         """P(in-domain) per question (None without a classifier); one batched call."""
@@ -180,14 +208,16 @@ class DomainGate:
         top = max((h.score for h in hits), default=None)
         if p_in_domain is not None and p_in_domain < self.classifier.threshold:
             reason = (
-                f"out of domain: the domain classifier gives P(in-domain) = {p_in_domain:.2f}"
-                f" < {self.classifier.threshold:.2f}"
+                f"outside {self.domain}: the domain classifier gives P(in-domain) ="
+                f" {p_in_domain:.2f} < {self.classifier.threshold:.2f}"
             )
-            return DomainVerdict(True, reason, p_in_domain, top)
-        if self.min_top_score is not None and (top is None or top < self.min_top_score):
-            shown = "no passage" if top is None else f"top score {top:.3g}"
+            return DomainVerdict(True, reason, p_in_domain, top, OUTSIDE_DOMAIN)
+        threshold = self.min_top_score
+        if threshold is not None and (top is None or top < threshold.value):
+            shown = "no passage" if top is None else f"a top score of {top:.3g}"
             reason = (
-                f"out of domain: retrieval found {shown} below the threshold {self.min_top_score:g}"
+                f"nothing in the documents answers this: retrieval found {shown}, below"
+                f" {threshold.value:.3g} ({threshold.scale})"
             )
-            return DomainVerdict(True, reason, p_in_domain, top)
+            return DomainVerdict(True, reason, p_in_domain, top, NO_MATCH)
         return DomainVerdict(False, None, p_in_domain, top)
