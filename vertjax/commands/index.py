@@ -39,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="ScaNN parameter override, e.g. --scann num_leaves=1000 (repeatable)",
     )
+    build.add_argument(
+        "--num_shards",
+        type=int,
+        help="split the index into this many shards (default 1); run one build per shard",
+    )
+    build.add_argument(
+        "--shard_id",
+        type=int,
+        help="which shard (0-based) this process builds, with --num_shards (default 0)",
+    )
     build.add_argument("--no_progress", action="store_true", help="no progress bar")
     gin_utils.add_gin_flags(build)
 
@@ -82,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         "passage_length": args.passage_length,
         "question_length": args.question_length,
         "batch_size": args.batch_size,
+        "num_shards": args.num_shards,
+        "shard_id": args.shard_id,
     }
     overrides = _scann_params(args.scann)
     if overrides:  # on top of the gin-bound ones

@@ -33,6 +33,27 @@ class QuestionEncoder:
         self.dimension = model.projection_dim
         self._encoder = encode.BatchEncoder(model, params, kind="question", batch_size=batch_size)
 
+    @classmethod
+    def from_checkpoint(
+        cls, retriever: PathLike, vocab: PathLike, *, length: int = 64, dimension: int
+    ) -> QuestionEncoder:
+        """The question tower of the dual encoder at `retriever` with its `vocab`; checks that it
+        embeds into the index's `dimension`."""
+        from vertjax.data import vocab as vocab_lib
+        from vertjax.train import restore
+
+        model, params = restore.load_dual_encoder(str(retriever))
+        if model.projection_dim != dimension:
+            raise errors.RetrievalIndexError(
+                f"the retriever {retriever} embeds into {model.projection_dim} dimensions but the"
+                f" index has {dimension} (built with another encoder?)"
+            )
+        vocabulary = vocab_lib.load_vocab(vocab)
+        vocab_lib.check_fits_model(
+            vocabulary, model.config.vocab_size, vocab_path=vocab, model="the retriever"
+        )
+        return cls(model, params, vocabulary, length=length)
+
     def __call__(self, questions: list[str]) -> np.ndarray:
         if not questions:
             return np.zeros((0, self.dimension), np.float32)
@@ -52,20 +73,10 @@ class DenseRetriever(index.DenseRetriever):
         question_length: int = 64,
     ) -> DenseRetriever:
         """Loads the dual encoder at `retriever` (run dir or `checkpoint_<step>`) and `vocab`."""
-        from vertjax.data import vocab as vocab_lib
-        from vertjax.train import restore
-
-        model, params = restore.load_dual_encoder(str(retriever))
-        if model.projection_dim != dense_index.dimension:
-            raise errors.RetrievalIndexError(
-                f"the retriever {retriever} embeds into {model.projection_dim} dimensions but the"
-                f" index has {dense_index.dimension} (built with another encoder?)"
-            )
-        vocabulary = vocab_lib.load_vocab(vocab)
-        vocab_lib.check_fits_model(
-            vocabulary, model.config.vocab_size, vocab_path=vocab, model="the retriever"
+        encoder = QuestionEncoder.from_checkpoint(
+            retriever, vocab, length=question_length, dimension=dense_index.dimension
         )
-        return cls(dense_index, QuestionEncoder(model, params, vocabulary, length=question_length))
+        return cls(dense_index, encoder)
 
     @classmethod
     def load(
@@ -96,7 +107,7 @@ def open_retriever(
     was never tuned. "auto" opens the kind that tuning measured best; untuned, BM25 when the index
     has one (it beat every untuned dense/hybrid we measured), else dense.
     """
-    from vertjax.retrieval import bm25, fusion
+    from vertjax.retrieval import fusion
 
     if kind not in (*KINDS, "auto"):
         raise errors.ConfigError(f"unknown retriever {kind!r}; use one of {(*KINDS, 'auto')}")
@@ -107,11 +118,11 @@ def open_retriever(
         else:
             kind = "bm25" if IndexDir(index_dir).has_bm25() else "dense"
     if kind == "bm25":
-        return bm25.BM25Index.load(index_dir, verify=verify)
-    dense = DenseRetriever.load(index_dir, verify=verify)
+        return _open_bm25(index_dir, verify=verify)
+    dense = _open_dense(index_dir, verify=verify)
     if kind == "dense":
         return dense
-    lexical = bm25.BM25Index.load(index_dir, verify=verify)
+    lexical = _open_bm25(index_dir, verify=verify)
     if choice is None:
         return fusion.HybridRetriever([lexical, dense], depth=depth)
     return fusion.HybridRetriever(
@@ -121,3 +132,34 @@ def open_retriever(
         rrf_k=float(choice.get("rrf_k", 60.0)),
         depth=depth,
     )
+
+
+def _open_bm25(index_dir: PathLike, *, verify: bool) -> Retriever:
+    """The BM25 index of an index dir, or of each shard of a sharded one, merged."""
+    from vertjax.retrieval import bm25, sharded
+
+    layout = IndexDir(index_dir)
+    if not layout.is_sharded():
+        return bm25.BM25Index.load(index_dir, verify=verify)
+    shards = layout.shard_dirs()
+    return sharded.ShardedRetriever([bm25.BM25Index.load(s.root, verify=verify) for s in shards])
+
+
+def _open_dense(index_dir: PathLike, *, verify: bool) -> Retriever:
+    """The dense retriever of an index dir; for a sharded one the question encoder is loaded
+    once (from shard 0's record, which every shard shares) and each shard's index searched."""
+    from vertjax.retrieval import sharded
+
+    layout = IndexDir(index_dir)
+    if not layout.is_sharded():
+        return DenseRetriever.load(index_dir, verify=verify)
+    shards = layout.shard_dirs()
+    recorded = shards[0].read_retriever()
+    indexes = [index.DenseIndex.load(s.root, verify=verify) for s in shards]
+    encoder = QuestionEncoder.from_checkpoint(
+        recorded["retriever"],
+        recorded["vocab"],
+        length=int(recorded.get("question_length", 64)),
+        dimension=indexes[0].dimension,
+    )
+    return sharded.ShardedDenseRetriever(indexes, encoder)

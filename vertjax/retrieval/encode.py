@@ -204,19 +204,77 @@ def _fingerprint(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def _copy_passages(source: pathlib.Path, out: IndexDir, record: Mapping[str, Any]) -> None:
-    """Writes `out`'s passages (+ offsets) unless a previous build already did, for `record`."""
+def shard_rows(count: int, num_shards: int, shard_id: int) -> range:
+    """The passage rows of shard `shard_id`: contiguous, sizes differing by at most one, so a
+    shard's row r is global row `start + r` and merged ties fall to the lower global row."""
+    return range(count * shard_id // num_shards, count * (shard_id + 1) // num_shards)
+
+
+def _count_passages(source: pathlib.Path) -> int:
+    sources = [store.PassageStore.from_jsonl(f) for f in source_files(source)]
+    return sum(len(s) for s in sources)
+
+
+def _copy_passages(
+    source: pathlib.Path, out: IndexDir, record: Mapping[str, Any], rows: range | None = None
+) -> None:
+    """Writes `out`'s passages (+ offsets): all of `source`, or its global `rows` for a shard;
+    skipped when a previous build already wrote them for the same `record`."""
     previous = out.read_record(index_dir.BUILD_FILE) or {}
-    if previous.get("passages_sha256") == record["passages_sha256"]:
+    same = ("passages_sha256", "shard")
+    if all(previous.get(key) == record.get(key) for key in same):
         try:
             out.open_passages()
             return
         except errors.RetrievalIndexError:
             pass
     sources = [store.PassageStore.from_jsonl(f) for f in source_files(source)]
-    store.PassageStore.write(out.passages, (s[i] for s in sources for i in range(len(s))))
+
+    def records():
+        start = 0
+        for s in sources:
+            span = range(start, start + len(s)) if rows is None else _overlap(rows, start, len(s))
+            yield from (s[row - start] for row in span)
+            start += len(s)
+
+    store.PassageStore.write(out.passages, records())
     for s in sources:
         s.close()
+
+
+def _overlap(rows: range, start: int, count: int) -> range:
+    return range(max(rows.start, start), min(rows.stop, start + count))
+
+
+def _claim_shards(
+    root: IndexDir, record: Mapping[str, Any], domain: Mapping[str, str] | None, num_shards: int
+) -> None:
+    """Writes (or checks) the sharded index's `shards.json`: every shard process of one build
+    writes the same record, and a shard built from other passages, another retriever or another
+    shard count is refused before anything is written."""
+    wanted = {"num_shards": num_shards, **record}
+    found = root.read_shards()
+    if found is not None:
+        found.pop("domain", None)
+        if found != wanted:
+            changed = sorted(k for k in {*found, *wanted} if found.get(k) != wanted.get(k))
+            raise errors.ConfigError(
+                f"--out {root.root}: a sharded index built with other settings ({', '.join(changed)}"
+                " differ); give the same passages, retriever and --num_shards, or a new --out"
+            )
+    root.root.mkdir(parents=True, exist_ok=True)
+    root.write_record(index_dir.SHARDS_FILE, {**wanted, "domain": domain} if domain else wanted)
+
+
+def _check_shard(num_shards: Any, shard_id: Any) -> None:
+    for name, value in (("num_shards", num_shards), ("shard_id", shard_id)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise errors.ConfigError(f"--{name} {value!r}: must be an integer")
+    if num_shards < 1 or not 0 <= shard_id < num_shards:
+        raise errors.ConfigError(
+            f"--num_shards {num_shards} --shard_id {shard_id}: need num_shards >= 1 and"
+            " 0 <= shard_id < num_shards"
+        )
 
 
 def _already_built(out: IndexDir, record: Mapping[str, Any], *, method: str, bm25: bool) -> bool:
@@ -249,8 +307,14 @@ def build_index(
     batch_size: int = 64,
     scann_params: Mapping[str, Any] | None = None,
     progress: bool = True,
+    num_shards: int = 1,
+    shard_id: int = 0,
 ) -> dict[str, Any]:
     """Builds (or resumes, or finds finished) an index directory; returns a summary.
+
+    With `num_shards` > 1 this builds one shard, `out/shard-<shard_id>-of-<num_shards>/`, over a
+    contiguous slice of the passages (one process or host per shard, run in parallel); search
+    opens `out` and merges the shards' top-k (`sharded`).
 
     Args:
       passages: passages JSONL `{id, title, text}` (+ `doc_id`, `source`, `url`, kept for
@@ -261,11 +325,13 @@ def build_index(
       bm25: also build the BM25 index (for `--retriever bm25|hybrid`).
       passage_length / question_length: encoder input lengths (questions: at search time).
       scann_params: overrides of `index.default_scann_params`.
+      num_shards, shard_id: which shard of how many this process builds.
     """
     from vertjax.retrieval import bm25 as bm25_lib
     from vertjax.retrieval import index
 
-    source, out = pathlib.Path(passages), IndexDir(out)
+    source, root = pathlib.Path(passages), IndexDir(out)
+    _check_shard(num_shards, shard_id)
     if retriever is None and not bm25:
         raise errors.ConfigError("nothing to build: give a retriever (dense) and/or bm25")
     if retriever is not None and vocab is None:
@@ -274,6 +340,19 @@ def build_index(
         source=source, retriever=retriever, vocab=vocab, passage_length=passage_length
     )
     domain = pack_domain(source)
+    out, rows = root, None
+    if num_shards > 1:
+        root.check_owned(sharded=True)
+        _claim_shards(root, record, domain, num_shards)
+        count = _count_passages(source)
+        rows = shard_rows(count, num_shards, shard_id)
+        if not rows:
+            raise errors.ConfigError(
+                f"--num_shards {num_shards}: shard {shard_id} would hold none of the {count}"
+                " passages; use fewer shards"
+            )
+        record = {**record, "shard": {"id": shard_id, "num_shards": num_shards}}
+        out = root.shard(shard_id, num_shards)
     out.check_owned()
     out.remove_temporaries()
     summary: dict[str, Any] = {"out": str(out.root), **record, "domain": domain}
@@ -293,7 +372,7 @@ def build_index(
     # A manifest left by an earlier build must not vouch for this one if it is interrupted.
     out.dense_manifest.unlink(missing_ok=True)
     out.bm25_manifest.unlink(missing_ok=True)
-    _copy_passages(source, out, record)
+    _copy_passages(source, out, record, rows)
     out.write_record(index_dir.BUILD_FILE, {**record, "domain": domain} if domain else record)
     passage_store = out.open_passages()
     summary["count"] = len(passage_store)

@@ -26,7 +26,7 @@ from typing import Any
 
 from vertjax import errors, io_utils
 from vertjax.eval import plots
-from vertjax.retrieval import bm25, dense, fusion, keywords, metrics, rewrite
+from vertjax.retrieval import dense, fusion, keywords, metrics, rewrite
 from vertjax.retrieval.index_dir import FUSION_FILE, IndexDir
 from vertjax.retrieval.types import Retriever
 
@@ -161,10 +161,10 @@ def tune_fusion(
     """
     labelled = metrics.load_questions(questions)
     lexical = metrics.run_retriever(
-        bm25.BM25Index.load(index_dir, verify=verify), labelled, depth=depth
+        dense.open_retriever(index_dir, "bm25", verify=verify), labelled, depth=depth
     )
     embedded = metrics.run_retriever(
-        dense.DenseRetriever.load(index_dir, verify=verify), labelled, depth=depth
+        dense.open_retriever(index_dir, "dense", verify=verify), labelled, depth=depth
     )
     rows = [
         row

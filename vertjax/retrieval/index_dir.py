@@ -86,12 +86,21 @@ class IndexDir:
 
     # What is there.
     def has_bm25(self) -> bool:
-        """Whether a finished BM25 index is here (its manifest is written last)."""
-        return self.bm25_manifest.is_file()
+        """Whether a finished BM25 index is here (its manifest is written last); for a sharded
+        index, in every shard."""
+        return all(d.bm25_manifest.is_file() for d in self._parts())
 
     def has_dense(self) -> bool:
-        """Whether a dense index is here: its question encoder is recorded (`retriever.json`)."""
-        return (self.root / RETRIEVER_FILE).is_file()
+        """Whether a dense index is here: its question encoder is recorded (`retriever.json`);
+        for a sharded index, in every shard."""
+        return all((d.root / RETRIEVER_FILE).is_file() for d in self._parts())
+
+    def _parts(self) -> list[IndexDir]:
+        """The shard folders of a sharded index, built or not; [self] for one index."""
+        record = self.read_shards()
+        if record is None:
+            return [self]
+        return [self.shard(i, record["num_shards"]) for i in range(record["num_shards"])]
 
     def is_sharded(self) -> bool:
         return (self.root / SHARDS_FILE).is_file()

@@ -90,11 +90,11 @@ class LexicalKeywords:
         """IDF from an index's `passages.jsonl` (an even sample of at most `max_passages`)."""
         from vertjax.retrieval.index_dir import IndexDir
 
-        passages = IndexDir(index_dir).open_passages()
-        step = max(1, len(passages) // max_passages)
-        rows = range(0, len(passages), step)
+        stores = [shard.open_passages() for shard in IndexDir(index_dir).shard_dirs()]
+        step = max(1, sum(len(s) for s in stores) // max_passages)
         return cls.from_texts(
-            (f"{passages[r]['title']} {passages[r]['text']}" for r in rows), limit=limit
+            (f"{s[r]['title']} {s[r]['text']}" for s in stores for r in range(0, len(s), step)),
+            limit=limit,
         )
 
     def idf(self, word: str) -> float:
