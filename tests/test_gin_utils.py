@@ -160,6 +160,10 @@ def test_unknown_bindings_are_one_line_config_errors(gin_dir, binding, message):
         ("x = (\n", "EOF in multi-line statement"),
         ("from __gin__ import dynamic_registration\nfrom vertjax.nothere import m\n", "nothere"),
         ("nothing_here.value = 1\n", "No configurable matching"),
+        (
+            "from __gin__ import dynamic_registration\nSettings.steps = 3\n",
+            "'Settings' was not provided by an import statement",
+        ),
     ],
 )
 def test_broken_gin_file_errors_name_the_file(tmp_path, content, message):

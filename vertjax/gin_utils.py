@@ -247,8 +247,17 @@ def check_macro_bindings(bindings: Sequence[str], known: dict[str, Any]) -> None
             )
 
 
-# What gin raises for a bad file or binding (tokenize.TokenError: an unclosed bracket).
-_GIN_PARSE_ERRORS = (OSError, ValueError, KeyError, SyntaxError, ImportError, tokenize.TokenError)
+# What gin raises for a bad file or binding (tokenize.TokenError: an unclosed bracket; NameError:
+# under dynamic registration, a name no import statement of the file provides).
+_GIN_PARSE_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    SyntaxError,
+    ImportError,
+    NameError,
+    tokenize.TokenError,
+)
 
 
 def _gin_message(e: Exception, *, where: str | None = None) -> str:
