@@ -125,6 +125,32 @@ def test_finetuning_with_dropout_starts_from_a_checkpoint_trained_without(tmp_pa
     assert restore.load_model_config(tmp_path / "run").dropout_rate == 0.1
 
 
+@pytest.mark.slow
+def test_scanned_and_unscanned_runs_warm_start_from_each_other_and_train_alike(tmp_path):
+    """An unscanned checkpoint starts a scanned run (and back): same losses with an elementwise
+    optimizer; resuming a run dir with the other layout is refused with SCAN_LAYERS named."""
+    plain, scanned = tiny_model(), tiny_model(scan_layers=True)
+    restore.save_params(
+        tmp_path / "plain", config=plain.config, params=plain.init_params(jax.random.key(3))
+    )
+    kwargs = dict(total_steps=2, checkpoint_period=2)
+    want = _train(tmp_path / "a", initial_checkpoint_path=str(tmp_path / "plain"), **kwargs)
+    got = _train(
+        tmp_path / "b", model=scanned, initial_checkpoint_path=str(tmp_path / "plain"), **kwargs
+    )
+    for step in (1, 2):
+        assert got.losses[step] == pytest.approx(want.losses[step], abs=1e-5)
+    # the scanned run's checkpoint starts an unscanned run at the scanned model's loss
+    again = _train(tmp_path / "c", initial_checkpoint_path=str(tmp_path / "b"), **kwargs)
+    config, params = restore.load_params(tmp_path / "b")
+    assert config.scan_layers
+    first_batch = SyntheticSource(batch_size=8).global_batch(0)
+    scanned_loss, _ = scanned.loss_fn(params, first_batch)
+    assert again.losses[1] == pytest.approx(float(scanned_loss), abs=1e-5)
+    with pytest.raises(errors.CheckpointError, match="SCAN_LAYERS = True, this run has SCAN"):
+        _train(tmp_path / "b", total_steps=4)
+
+
 def _nan_update_at(count: int) -> optax.GradientTransformation:
     """SGD whose update number `count` (0-based) is NaN: finite loss, non-finite new params."""
     return optax.chain(

@@ -22,7 +22,7 @@ import numpy as np
 
 from vertjax import errors, io_utils
 from vertjax.data import vocab as vocab_lib
-from vertjax.models import encoder, encoder_decoder, nli_classifier, t5
+from vertjax.models import encoder, encoder_decoder, nli_classifier, scan_layout, t5
 from vertjax.train import checkpoints
 
 if TYPE_CHECKING:
@@ -135,7 +135,8 @@ def warm_start(model: Model, path: PathLike, *, abstract_params: Any) -> Any:
     An encoder-decoder takes all params, cast to its dtypes; only the config fields that fix
     parameter shapes must match (`T5Config.param_mismatches`): dropout, dtype and the like are
     the new run's own. A retriever or NLI classifier takes the checkpoint's encoder and token
-    embedder (every tower the same) and initialises its heads afresh.
+    embedder (every tower the same) and initialises its heads afresh. Either way a checkpoint
+    saved with the other `scan_layers` layout is converted (`models/scan_layout.py`).
     """
     if isinstance(model, encoder_decoder.EncoderDecoderModel):
         model_dir, step = checkpoints.resolve_checkpoint(path)
@@ -147,7 +148,21 @@ def warm_start(model: Model, path: PathLike, *, abstract_params: Any) -> Any:
             raise errors.CheckpointError(
                 f"{path}: the checkpoint's model has another shape: {fields}"
             )
-        return checkpoints.restore_params(model_dir, step, abstract_params=abstract_params)
+        source_scanned = load_model_config(model_dir).scan_layers
+        if source_scanned == model.config.scan_layers:
+            return checkpoints.restore_params(model_dir, step, abstract_params=abstract_params)
+        logger.info(
+            "%s: converting the checkpoint's %s layers to the run's %s layout",
+            path,
+            "scanned" if source_scanned else "unscanned",
+            "scanned" if model.config.scan_layers else "unscanned",
+        )
+        in_source_layout = scan_layout.to_layout(
+            abstract_params, source_scanned, stack=_stack_abstract, unstack=_unstack_abstract
+        )
+        params = checkpoints.restore_params(model_dir, step, abstract_params=in_source_layout)
+        converted = scan_layout.to_layout(params, model.config.scan_layers)
+        return _place_like(converted, abstract_params)
     if isinstance(model, encoder.DualEncoderModel):
         pretrained = _pretrained_encoder(path, config=model.config, what="retriever")
         fresh = model.init_params(jax.random.key(0))
@@ -172,7 +187,56 @@ def _pretrained_encoder(path: PathLike, *, config: t5.T5Config, what: str) -> di
             f"{path}: encoder shape (emb_dim {source.emb_dim}, vocab {source.vocab_size}) does "
             f"not match the {what}'s ({config.emb_dim}, {config.vocab_size})"
         )
-    return {"token_embedder": params["token_embedder"], "encoder": params["encoder"]}
+    pretrained = {"token_embedder": params["token_embedder"], "encoder": params["encoder"]}
+    return scan_layout.to_layout(pretrained, config.scan_layers)
+
+
+def _stacked_sharding(sharding: Any) -> Any:
+    """A per-layer leaf's mesh sharding for the stack of all layers (leading axis replicated)."""
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        return jax.sharding.NamedSharding(
+            sharding.mesh, jax.sharding.PartitionSpec(None, *sharding.spec)
+        )
+    return sharding
+
+
+def _layer_sharding(sharding: Any) -> Any:
+    """A stacked leaf's mesh sharding for one layer's slice (the leading axis dropped)."""
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        return jax.sharding.NamedSharding(
+            sharding.mesh, jax.sharding.PartitionSpec(*sharding.spec[1:])
+        )
+    return sharding
+
+
+def _stack_abstract(leaves: Any) -> jax.ShapeDtypeStruct:
+    """`scan_layout`'s stacking for restore targets: shapes, dtypes and shardings, no data."""
+    first = leaves[0]
+    return jax.ShapeDtypeStruct(
+        (len(leaves), *first.shape), first.dtype, sharding=_stacked_sharding(first.sharding)
+    )
+
+
+def _unstack_abstract(leaf: jax.ShapeDtypeStruct) -> list[jax.ShapeDtypeStruct]:
+    """`scan_layout`'s splitting for restore targets (the inverse of `_stack_abstract`)."""
+    one = jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype, sharding=_layer_sharding(leaf.sharding))
+    return [one] * leaf.shape[0]
+
+
+def check_resume_layout(model_dir: PathLike, config: t5.T5Config) -> None:
+    """`CheckpointError` when a run dir's checkpoints were written with the other `scan_layers`
+    layout: resuming restores the optimizer state too, which is not converted (warm-start a new
+    run from the checkpoint instead, via INITIAL_CHECKPOINT_PATH)."""
+    if not (pathlib.Path(model_dir) / MODEL_CONFIG_FILE).is_file():
+        return
+    saved = load_model_config(model_dir).scan_layers
+    if saved != config.scan_layers:
+        raise errors.CheckpointError(
+            f"{model_dir}: its checkpoints were trained with SCAN_LAYERS = {saved}, this run has"
+            f" SCAN_LAYERS = {config.scan_layers}; resume with the run's own setting, or start a"
+            " new MODEL_DIR with INITIAL_CHECKPOINT_PATH pointing at this one (warm start converts"
+            " the layout)"
+        )
 
 
 def _place_like(params: Any, abstract_params: Any) -> Any:

@@ -305,6 +305,7 @@ def _initial_state(*, model, steps, manager, optimizer, seed, initial_checkpoint
     latest = manager.latest_step()
     if latest is not None:
         logging.info("resuming %s from step %d", model_dir, latest)
+        restore.check_resume_layout(model_dir, model.config)
         params, opt_state, data_state = manager.restore(
             latest, abstract_params=abstract_params, abstract_opt_state=abstract_opt
         )
