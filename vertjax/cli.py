@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("synth", "vertjax.commands.synth"),
     ("index", "vertjax.commands.index"),
     ("retrieve", "vertjax.commands.retrieve"),
+    ("ood", "vertjax.commands.ood"),
     ("consistency", "vertjax.commands.consistency"),
     ("answer", "vertjax.commands.answer"),
     ("chat", "vertjax.commands.chat"),

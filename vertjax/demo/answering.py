@@ -66,11 +66,12 @@ def _train_ood(
 ) -> Any:
     if (ood_dir / ood.CONFIG_FILE).is_file():
         return ood.HashedLogisticClassifier.load(ood_dir)
-    domain = ood.questions_from_passages(domain_train[:max_passages], seed=seed)
-    general = ood.questions_from_passages(general_train[:max_passages], seed=seed + 1)
-    featurizer = ood.Featurizer(lexicon=ood.domain_lexicon(domain_train))
-    classifier = ood.HashedLogisticClassifier.fit(
-        domain, [*general, *refusal_train], featurizer=featurizer
+    classifier = ood.train_classifier(
+        domain_train,
+        general_train,
+        refusal_questions=refusal_train,
+        seed=seed,
+        max_passages=max_passages,
     )
     classifier.save(ood_dir)
     return classifier

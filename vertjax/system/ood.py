@@ -325,3 +325,43 @@ def refusal_metrics(out_of_domain: Sequence[bool], refused: Sequence[bool]) -> d
         "false_refusals": fp,
         "missed_refusals": fn,
     }
+
+
+def training_questions(
+    domain_passages: Sequence[Mapping[str, str]],
+    general_passages: Sequence[Mapping[str, str]],
+    *,
+    refusal_questions: Sequence[str] = (),
+    seed: int = 0,
+    max_passages: int = 2000,
+) -> tuple[list[str], list[str]]:
+    """(domain, general) questions: template questions about the first `max_passages` passages
+    of each corpus (`questions_from_passages`, seeds `seed` and `seed + 1`), the general side
+    followed by the hand-written `refusal_questions`."""
+    domain = questions_from_passages(domain_passages[:max_passages], seed=seed)
+    general = questions_from_passages(general_passages[:max_passages], seed=seed + 1)
+    return domain, [*general, *refusal_questions]
+
+
+def train_classifier(
+    domain_passages: Sequence[Mapping[str, str]],
+    general_passages: Sequence[Mapping[str, str]],
+    *,
+    refusal_questions: Sequence[str] = (),
+    seed: int = 0,
+    max_passages: int = 2000,
+    meta: Mapping[str, Any] | None = None,
+) -> HashedLogisticClassifier:
+    """The classifier the demo and `vertjax ood train` use: `training_questions` of both corpora,
+    featurized with the lexicon of all `domain_passages`; `meta` is added to what it records."""
+    domain, general = training_questions(
+        domain_passages,
+        general_passages,
+        refusal_questions=refusal_questions,
+        seed=seed,
+        max_passages=max_passages,
+    )
+    featurizer = Featurizer(lexicon=domain_lexicon(domain_passages))
+    classifier = HashedLogisticClassifier.fit(domain, general, featurizer=featurizer)
+    classifier.meta.update(meta or {})
+    return classifier
