@@ -8,6 +8,7 @@ swapped or missing mapping changes the logits.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import pathlib
@@ -21,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from vertjax import cli, errors
 from vertjax.convert import hf_t5
-from vertjax.models import layers, t5
+from vertjax.models import layers, scan_layout, t5
 from vertjax.train import restore
 
 torch = pytest.importorskip("torch")
@@ -385,6 +386,15 @@ def test_feed_forward_proj_parsing(proj, activations):
     # transformers resolves the canonical name to the activation vertjax uses
     hf_activation = transformers.T5Config(feed_forward_proj=canonical).dense_act_fn
     assert hf_t5.parse_feed_forward_proj(hf_activation)[0] == activations[0]
+
+
+def test_to_hf_splits_scanned_params_into_hf_blocks(v11_dir, tmp_path):
+    """A `scan_layers` checkpoint exports the same tensors as the unscanned one."""
+    config, params = hf_t5.from_hf(v11_dir)
+    hf_t5.to_hf(config, params, tmp_path / "plain")
+    scanned = dataclasses.replace(config, scan_layers=True)
+    hf_t5.to_hf(scanned, scan_layout.to_scanned(params), tmp_path / "scanned")
+    _assert_byte_equal(_tensors(tmp_path / "plain"), _tensors(tmp_path / "scanned"))
 
 
 def test_to_hf_rejects_params_that_do_not_match_config(v11_dir, tmp_path):

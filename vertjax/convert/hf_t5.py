@@ -22,7 +22,7 @@ import numpy as np
 from flax import traverse_util
 
 from vertjax import errors, io_utils
-from vertjax.models import t5
+from vertjax.models import scan_layout, t5
 
 PathLike = str | os.PathLike
 CONFIG_FILE = "config.json"
@@ -350,12 +350,13 @@ def to_hf(config: t5.T5Config, params: Mapping[str, Any], out_dir: PathLike) -> 
     """Writes `config.json` and `model.safetensors` (float32) for transformers' T5.
 
     A tied model (`logits_via_embedding`) stores no `lm_head.weight`, as HF saves tied T5s.
-    Each file is written to a temporary name and renamed, so a crash leaves no partial file.
+    Params in the `scan_layers` layout are split into HF's per-layer blocks first. Each file is
+    written to a temporary name and renamed, so a crash leaves no partial file.
     """
     from safetensors.numpy import save_file
 
     mapping = tensor_mapping(config)
-    flat = traverse_util.flatten_dict(params)
+    flat = traverse_util.flatten_dict(scan_layout.to_layout(params, scan_layers=False))
     have = set(flat)
     want = {vj_path for _, vj_path, _ in mapping}
     if have != want:
