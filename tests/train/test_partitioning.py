@@ -22,7 +22,7 @@ from synthetic_source import SyntheticSource, tiny_config, tiny_model
 
 from vertjax import errors
 from vertjax.models import encoder_decoder
-from vertjax.train import optimizers, partitioning, trainer
+from vertjax.train import optimizers, partitioning, restore, trainer
 
 HERE = pathlib.Path(__file__).resolve().parent
 STEPS = 3
@@ -201,3 +201,86 @@ def test_global_batch_is_sharded_over_data():
     batch = partitioning.global_batch(next(SyntheticSource(batch_size=4).iterator()), mesh)
     assert batch["encoder_input_tokens"].shape == (4, 16)
     assert batch["encoder_input_tokens"].sharding.spec == P("data")
+
+
+SCAN_SCRIPT = """
+import json, sys
+sys.path.insert(0, {here!r})
+import jax
+from synthetic_source import SyntheticSource, tiny_model
+from vertjax.train import optimizers, restore, trainer
+
+assert jax.device_count() == 8, jax.devices()
+root, start = sys.argv[1], sys.argv[2]
+out = {{"losses": {{}}, "specs": {{}}}}
+for name, mesh_shape, dims in (("2x4", (2, 4), 1), ("4x2_dims2", (4, 2), 2)):
+    result = trainer.train(
+        model_dir=f"{{root}}/{{name}}", model=tiny_model(scan_layers=True),
+        train_data=SyntheticSource(batch_size=8),
+        optimizer=optimizers.adafactor(learning_rate=1e-2, min_dim_size_to_factor=16),
+        total_steps={steps}, checkpoint_period={steps}, mesh_shape=mesh_shape,
+        parameter_partitioning_dims=dims, initial_checkpoint_path=start, progress=False,
+    )
+    out["losses"][name] = result.losses
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _scanned_run(model_dir, start, mesh_shape=(1, 1)):
+    return trainer.train(
+        model_dir=str(model_dir),
+        model=tiny_model(scan_layers=True),
+        train_data=SyntheticSource(batch_size=8),
+        optimizer=optimizers.adafactor(learning_rate=1e-2, min_dim_size_to_factor=16),
+        total_steps=STEPS,
+        checkpoint_period=STEPS,
+        mesh_shape=mesh_shape,
+        initial_checkpoint_path=str(start),
+        progress=False,
+    )
+
+
+@pytest.mark.slow
+def test_scanned_training_on_8_devices_equals_one_device(tmp_path):
+    """scan_layers on a (data, model) mesh: the stacked 'layers' axis is replicated and the rest
+    sharded as unscanned; started from an unscanned checkpoint (converted into the mesh's
+    shardings on restore), 8 fake devices train exactly as one."""
+    start = tmp_path / "start"
+    plain = tiny_model()
+    restore.save_params(start, config=plain.config, params=plain.init_params(jax.random.key(5)))
+    want = _scanned_run(tmp_path / "one", start).losses
+    script = tmp_path / "scan.py"
+    script.write_text(SCAN_SCRIPT.format(here=str(HERE), steps=STEPS), encoding="utf-8")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(start)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    losses = json.loads(line[len("RESULT ") :])["losses"]
+    for name in ("2x4", "4x2_dims2"):
+        got = [losses[name][str(s)] for s in range(1, STEPS + 1)]
+        np.testing.assert_allclose(got, [want[s] for s in range(1, STEPS + 1)], atol=1e-5)
+
+
+def test_stacked_layer_params_shard_like_one_layer():
+    """The 'layers' logical axis maps to no mesh axis: a scanned kernel's spec is the unscanned
+    kernel's with a leading None, so every mesh gin shards the two layouts alike."""
+    rules = partitioning.standard_logical_axis_rules(parameter_partitioning_dims=2)
+    assert dict(rules)["layers"] is None
+    mesh = partitioning.create_mesh((1, 1))
+    plain = partitioning.logical_to_shardings(
+        encoder_decoder.logical_param_axes(tiny_config()), mesh, rules
+    )
+    scanned = partitioning.logical_to_shardings(
+        encoder_decoder.logical_param_axes(tiny_config(scan_layers=True)), mesh, rules
+    )
+    one = plain["encoder"]["layers_0"]["mlp"]["wo"]["kernel"].spec
+    stacked = scanned["encoder"]["layers"]["mlp"]["wo"]["kernel"].spec
+    assert one == P("model", "data") and stacked == P(None, *one)
