@@ -44,21 +44,32 @@ class Hangs(SyntheticSource):
 
 
 trainer.train(
-    model_dir=sys.argv[1], model=tiny_model(), train_data=Hangs(batch_size=8),
+    model_dir=sys.argv[1], model=tiny_model(**{overrides!r}), train_data=Hangs(batch_size=8),
     optimizer=optax.adam(1e-2), total_steps={total}, checkpoint_period={period}, progress=False,
+    num_microbatches={microbatches},
 )
 """
+# The scale knobs of issue 17 at once: each must keep a killed run's resume bit-identical.
+SCALE_KNOBS = {"remat_policy": "full", "scan_layers": True}
 
 
-def _train(model_dir, *, total_steps=TOTAL, checkpoint_period=PERIOD) -> trainer.TrainResult:
+def _train(
+    model_dir,
+    *,
+    total_steps=TOTAL,
+    checkpoint_period=PERIOD,
+    overrides=None,
+    num_microbatches=1,
+) -> trainer.TrainResult:
     return trainer.train(
         model_dir=str(model_dir),
-        model=tiny_model(),
+        model=tiny_model(**(overrides or {})),
         train_data=SyntheticSource(batch_size=8),
         optimizer=optax.adam(1e-2),
         total_steps=total_steps,
         checkpoint_period=checkpoint_period,
         progress=False,
+        num_microbatches=num_microbatches,
     )
 
 
@@ -76,13 +87,28 @@ def _wait_for(predicate, proc, timeout=300.0):
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(tmp_path):
-    straight = _train(tmp_path / "straight")
+@pytest.mark.parametrize(
+    "overrides, num_microbatches",
+    [({}, 1), (SCALE_KNOBS, 2)],
+    ids=["plain", "scan+remat+microbatches"],
+)
+def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(
+    tmp_path, overrides, num_microbatches
+):
+    knobs = dict(overrides=overrides, num_microbatches=num_microbatches)
+    straight = _train(tmp_path / "straight", **knobs)
 
     run_dir = tmp_path / "killed"
     script = tmp_path / "killed_run.py"
     script.write_text(
-        KILLED_RUN.format(here=str(HERE), hang_at=HANG_AT_STEP, total=TOTAL, period=PERIOD),
+        KILLED_RUN.format(
+            here=str(HERE),
+            hang_at=HANG_AT_STEP,
+            total=TOTAL,
+            period=PERIOD,
+            overrides=overrides,
+            microbatches=num_microbatches,
+        ),
         encoding="utf-8",
     )
     proc = subprocess.Popen(
@@ -114,7 +140,7 @@ def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(tmp_path):
     (half_written / "params" / "junk").write_bytes(b"\x00not a checkpoint")
     assert checkpoints.CheckpointManager(run_dir, read_only=True).all_steps() == [PERIOD]
 
-    resumed = _train(run_dir)
+    resumed = _train(run_dir, **knobs)
     assert sorted(resumed.losses) == list(range(PERIOD + 1, TOTAL + 1))  # restarted from 10
     for step in range(PERIOD + 1, TOTAL + 1):
         assert resumed.losses[step] == straight.losses[step], step
