@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -25,14 +26,19 @@ VAGUE = "What does the database do?"
 
 
 @pytest.fixture(scope="module")
-def retrievers(tmp_path_factory):
-    index = bm25.BM25Index.load(build_index(tmp_path_factory.mktemp("index")))
+def index_dir(tmp_path_factory):
+    return build_index(tmp_path_factory.mktemp("index"))
+
+
+@pytest.fixture(scope="module")
+def retrievers(index_dir):
+    index = bm25.BM25Index.load(index_dir)
     return {"bm25": index, "hybrid": fusion.HybridRetriever([index])}
 
 
 @pytest.fixture(scope="module")
-def table(retrievers):
-    return calibration.RetrievalCalibration.measure(retrievers, IN_DOMAIN, index_dir="idx")
+def table(retrievers, index_dir):
+    return calibration.RetrievalCalibration.measure(retrievers, IN_DOMAIN, index_dir=index_dir)
 
 
 def test_thresholds_are_per_retriever_and_survive_a_save(table, retrievers, tmp_path):
@@ -94,3 +100,18 @@ def test_bad_thresholds_are_config_errors(table, retrievers, tmp_path):
     with pytest.raises(errors.CheckpointError, match="corrupted"):
         calibration.load_calibration(tmp_path)
     assert calibration.load_calibration(tmp_path / "absent") is None
+
+
+def test_a_calibration_of_another_index_or_fusion_choice_is_flagged(
+    table, index_dir, tmp_path, caplog
+):
+    table.save(tmp_path)
+    calibration.load_calibration(tmp_path, index_dir=index_dir)
+    assert not caplog.records
+    calibration.load_calibration(tmp_path, index_dir=tmp_path / "other")
+    assert "was calibrated on the index" in caplog.text and "--overwrite" in caplog.text
+    caplog.clear()
+    tuned = dataclasses.replace(table, fusion={"kind": "hybrid", "method": "rrf", "weights": [1]})
+    tuned.save(tmp_path)
+    calibration.load_calibration(tmp_path, index_dir=index_dir)
+    assert "fusion.json changed" in caplog.text

@@ -483,7 +483,7 @@ def offline_assistant(
         k=k,
         min_top_score=min_top_score,
         min_top_score_percentile=min_top_score_percentile,
-        retrieval_calibration=calibration.load_calibration(ood_dir),
+        retrieval_calibration=calibration.load_calibration(ood_dir, index_dir=index_dir),
         domain=domain or index_domain(index_dir),
     )
 

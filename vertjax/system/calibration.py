@@ -86,11 +86,13 @@ class RetrievalCalibration:
 
     Args:
       scores: kind -> the top score of each calibration question, ascending.
-      index_dir: the index measured (a reminder: a rebuilt index needs a new calibration).
+      index_dir: the index measured; fusion: its `fusion.json` choice then (what "hybrid"
+        meant). `load_calibration` warns when the index in use differs in either.
     """
 
     scores: Mapping[str, tuple[float, ...]]
     index_dir: str = ""
+    fusion: Mapping[str, Any] | None = None
 
     @classmethod
     def measure(
@@ -101,7 +103,10 @@ class RetrievalCalibration:
         index_dir: PathLike = "",
         k: int = 10,
     ) -> RetrievalCalibration:
-        """Runs each retriever on the in-domain `questions` and keeps the sorted top scores."""
+        """Runs each retriever on the in-domain `questions` and keeps the sorted top scores
+        (`index_dir`: the index they open, recorded with its fusion choice)."""
+        from vertjax.retrieval import fusion
+
         if not questions:
             raise errors.DataError("no held-out in-domain questions to calibrate retrieval on")
         scores = {
@@ -113,7 +118,10 @@ class RetrievalCalibration:
                 f"{index_dir}: the {', '.join(empty)} retriever found no passage for any of"
                 f" {len(questions)} in-domain questions (an empty index?)"
             )
-        return cls(scores=scores, index_dir=str(index_dir))
+        if not str(index_dir):
+            return cls(scores=scores)
+        where = str(pathlib.Path(index_dir).resolve())
+        return cls(scores=scores, index_dir=where, fusion=fusion.read_choice(index_dir))
 
     def threshold(self, kind: str, percentile: float) -> float:
         """The `percentile`-th percentile (0..100, linear interpolation) of `kind`'s scores."""
@@ -140,6 +148,7 @@ class RetrievalCalibration:
             "format": FORMAT,
             "version": VERSION,
             "index_dir": self.index_dir,
+            "fusion": self.fusion,
             "retrievers": retrievers,
         }
         return io_utils.atomic_write_json(pathlib.Path(directory) / CALIBRATION_FILE, record)
@@ -162,15 +171,40 @@ class RetrievalCalibration:
             raise errors.CheckpointError(f"{path}: corrupted ({e})") from None
         if any(not s or not all(map(math.isfinite, s)) for s in scores.values()):
             raise errors.CheckpointError(f"{path}: a retriever has no or non-finite scores")
-        return cls(scores=scores, index_dir=str(record.get("index_dir", "")))
+        return cls(
+            scores=scores,
+            index_dir=str(record.get("index_dir", "")),
+            fusion=record.get("fusion"),
+        )
 
 
-def load_calibration(directory: PathLike | None) -> RetrievalCalibration | None:
+def load_calibration(
+    directory: PathLike | None, *, index_dir: PathLike | None = None
+) -> RetrievalCalibration | None:
     """The calibration `ood train --index` wrote into `directory` (the OOD_DIR); None when
-    `directory` is None or holds none (a classifier trained without --index)."""
+    `directory` is None or holds none (a classifier trained without --index).
+
+    With `index_dir` (the index in use), warns when the calibration measured another index or
+    the index's fusion choice changed since: its percentiles may no longer hold.
+    """
     if directory is None or not (pathlib.Path(directory) / CALIBRATION_FILE).is_file():
         return None
-    return RetrievalCalibration.load(directory)
+    table = RetrievalCalibration.load(directory)
+    if index_dir is not None and table.index_dir:
+        from vertjax.retrieval import fusion
+
+        rerun = f"rerun `vertjax ood train --index {index_dir} --out {directory} --overwrite`"
+        if pathlib.Path(index_dir).resolve() != pathlib.Path(table.index_dir).resolve():
+            logger.warning(
+                "%s was calibrated on the index %s, not %s; %s",
+                CALIBRATION_FILE,
+                table.index_dir,
+                index_dir,
+                rerun,
+            )
+        elif fusion.read_choice(index_dir) != table.fusion:
+            logger.warning("the index's fusion.json changed since %s; %s", CALIBRATION_FILE, rerun)
+    return table
 
 
 def check_percentile(percentile: Any) -> float:

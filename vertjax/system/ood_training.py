@@ -241,7 +241,7 @@ def train_ood_dir(
     if index_dir is not None:
         retrievers = {kind: assistant.load_retriever(index_dir, kind=kind) for kind in kinds}
         table = calibration.RetrievalCalibration.measure(
-            retrievers, held_domain, index_dir=pathlib.Path(index_dir).resolve()
+            retrievers, held_domain, index_dir=index_dir
         )
         report["retrieval"] = _retrieval_rows(retrievers, table, held_domain, held_general)
     with io_utils.atomic_dir(out) as tmp:
