@@ -10,6 +10,7 @@ from ood_helpers import write_general_pack
 from system_helpers import build_index
 
 from vertjax import errors
+from vertjax.data import packs
 from vertjax.system import calibration, ood, ood_training
 
 
@@ -47,6 +48,10 @@ def test_trains_measures_on_held_out_documents_and_writes_the_folder(inputs, tmp
     )
     assert p_general < classifier.threshold < p_domain
     assert calibration.load_calibration(out).scores.keys() == {"bm25"}
+    # The lexicon is the whole pack's, as in use: held-out documents' words are known to it.
+    assert classifier.featurizer.lexicon == ood.domain_lexicon(
+        packs.load_passages(inputs["pack_dir"])
+    )
 
 
 def test_a_rerun_reuses_and_other_settings_need_overwrite(inputs, tmp_path):

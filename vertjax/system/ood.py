@@ -350,10 +350,12 @@ def train_classifier(
     refusal_questions: Sequence[str] = (),
     seed: int = 0,
     max_passages: int = 2000,
+    lexicon: frozenset[str] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> HashedLogisticClassifier:
     """The classifier the demo and `vertjax ood train` use: `training_questions` of both corpora,
-    featurized with the lexicon of all `domain_passages`; `meta` is added to what it records."""
+    featurized with `lexicon` (default: the `domain_lexicon` of all `domain_passages`); `meta` is
+    added to what it records."""
     domain, general = training_questions(
         domain_passages,
         general_passages,
@@ -361,7 +363,9 @@ def train_classifier(
         seed=seed,
         max_passages=max_passages,
     )
-    featurizer = Featurizer(lexicon=domain_lexicon(domain_passages))
+    if lexicon is None:
+        lexicon = domain_lexicon(domain_passages)
+    featurizer = Featurizer(lexicon=lexicon)
     classifier = HashedLogisticClassifier.fit(domain, general, featurizer=featurizer)
     classifier.meta.update(meta or {})
     return classifier

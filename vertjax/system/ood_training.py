@@ -5,7 +5,9 @@
 passages plus the hand-written questions of `vertjax.synth.refusals`), holds out a share of the
 documents of both packs and of the hand-written questions by a stable hash (`ood.split_by_hash`),
 trains `ood.train_classifier` on the rest, and measures refusal precision / recall on the held-out
-questions. With an index it also calibrates retrieval confidence: each retriever of the index
+questions. The classifier's lexicon feature (which words the corpus uses) is the whole pack's, as
+in use, where questions are about documents of the index: the held-out documents' words are known,
+no question about them was trained on. With an index it also calibrates retrieval confidence: each retriever of the index
 answers the held-out in-domain questions and their top scores are kept
 (`calibration.RetrievalCalibration`), so `MIN_TOP_SCORE_PERCENTILE` means the same on BM25, dense
 and hybrid scores; the report says how well each percentile separates the held-out mix.
@@ -179,8 +181,9 @@ def train_ood_dir(
         return {**earlier, "reused": True}
 
     salt = f"ood-{seed}"
+    domain_passages = packs.load_passages(pack_dir)
     domain_train, domain_held = _split_documents(
-        packs.load_passages(pack_dir), test_fraction=test_fraction, salt=salt
+        domain_passages, test_fraction=test_fraction, salt=salt
     )
     general_train, general_held = (
         _split_documents(packs.load_passages(general), test_fraction=test_fraction, salt=salt)
@@ -197,6 +200,7 @@ def train_ood_dir(
         refusal_questions=refusal_train,
         seed=seed,
         max_passages=max_passages,
+        lexicon=ood.domain_lexicon(domain_passages),
         meta={"domain": domain_name, "pack": settings["pack"]},
     )
     trained_on = ood.training_questions(
