@@ -43,6 +43,17 @@ def test_run_gins_bind_the_dropout_rate(run_gin):
     assert gin_utils.query_macro("DROPOUT_RATE") == RUN_DROPOUT[run_gin]
 
 
+@pytest.mark.parametrize("run_gin", sorted(RUN_DROPOUT))
+def test_every_run_gin_binds_the_scale_knobs_to_the_trainer(run_gin):
+    """ASYNC_CHECKPOINTING (False in the gins) reaches `trainer.train` from every run gin."""
+    gin_utils.parse_gin(
+        gin_files=["models/t5_1_1/tiny.gin", run_gin], gin_bindings=["ASYNC_CHECKPOINTING=True"]
+    )
+    bound = gin.query_parameter("trainer.train.async_checkpointing")
+    assert str(bound) == "%ASYNC_CHECKPOINTING"
+    assert gin_utils.query_macro("ASYNC_CHECKPOINTING") is True
+
+
 def test_a_model_gin_alone_requires_the_dropout_rate():
     gin_utils.parse_gin(gin_files=["models/t5_1_1/small.gin"])
     with pytest.raises(errors.ConfigError, match=r"required gin macros not set: DROPOUT_RATE"):

@@ -46,10 +46,11 @@ class Hangs(SyntheticSource):
 trainer.train(
     model_dir=sys.argv[1], model=tiny_model(**{overrides!r}), train_data=Hangs(batch_size=8),
     optimizer=optax.adam(1e-2), total_steps={total}, checkpoint_period={period}, progress=False,
-    num_microbatches={microbatches},
+    num_microbatches={microbatches}, async_checkpointing={async_save},
 )
 """
-# The scale knobs of issue 17 at once: each must keep a killed run's resume bit-identical.
+# The scale knobs of issue 17 at once (with 2 microbatches and async checkpointing): each must
+# keep a killed run's resume bit-identical.
 SCALE_KNOBS = {"remat_policy": "full", "scan_layers": True}
 
 
@@ -60,6 +61,7 @@ def _train(
     checkpoint_period=PERIOD,
     overrides=None,
     num_microbatches=1,
+    async_checkpointing=False,
 ) -> trainer.TrainResult:
     return trainer.train(
         model_dir=str(model_dir),
@@ -70,6 +72,7 @@ def _train(
         checkpoint_period=checkpoint_period,
         progress=False,
         num_microbatches=num_microbatches,
+        async_checkpointing=async_checkpointing,
     )
 
 
@@ -88,14 +91,18 @@ def _wait_for(predicate, proc, timeout=300.0):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "overrides, num_microbatches",
-    [({}, 1), (SCALE_KNOBS, 2)],
-    ids=["plain", "scan+remat+microbatches"],
+    "overrides, num_microbatches, async_checkpointing",
+    [({}, 1, False), (SCALE_KNOBS, 2, True)],
+    ids=["plain", "scan+remat+microbatches+async"],
 )
 def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(
-    tmp_path, overrides, num_microbatches
+    tmp_path, overrides, num_microbatches, async_checkpointing
 ):
-    knobs = dict(overrides=overrides, num_microbatches=num_microbatches)
+    knobs = dict(
+        overrides=overrides,
+        num_microbatches=num_microbatches,
+        async_checkpointing=async_checkpointing,
+    )
     straight = _train(tmp_path / "straight", **knobs)
 
     run_dir = tmp_path / "killed"
@@ -108,6 +115,7 @@ def test_sigkill_then_rerun_gives_the_same_loss_at_every_step(
             period=PERIOD,
             overrides=overrides,
             microbatches=num_microbatches,
+            async_save=async_checkpointing,
         ),
         encoding="utf-8",
     )
