@@ -130,3 +130,23 @@ def test_unreachable_server_is_a_backend_error():
     )
     with pytest.raises(errors.BackendError, match="is the server running"):
         client.generate(["p"], max_tokens=8, temperature=0, seed=0)
+
+
+def test_complete_reports_finish_reason_and_generate_keeps_the_cut_text(serve):
+    reasons = {"a": "stop", "b": "length", "c": None}
+
+    def script(n, body):
+        prompt = body["messages"][0]["content"]
+        choice = {"message": {"role": "assistant", "content": f"text {prompt}"}}
+        if reasons[prompt]:
+            choice["finish_reason"] = reasons[prompt]
+        return 200, {"choices": [choice]}, 0
+
+    client = _client(serve(script))
+    done = client.complete(["a", "b", "c"], max_tokens=8, temperature=0, seed=0)
+    assert [(c.text, c.finish_reason, c.truncated) for c in done] == [
+        ("text a", "stop", False),
+        ("text b", "length", True),
+        ("text c", None, False),
+    ]
+    assert client.generate(["b"], max_tokens=8, temperature=0, seed=0) == ["text b"]

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from vertjax import io_utils
+from vertjax.generators import openai_chat
 from vertjax.synth import kg, report, self_kg, self_qa, template_backend
 
 PASSAGES = [
@@ -68,6 +69,9 @@ def test_self_qa_keeps_passage_ids_and_writes_retrieval_questions(tmp_path, temp
     assert {r["meta"]["passage_id"] for r in kept} == {"p1", "p2"}
     questions = io_utils.load_jsonl(tmp_path / self_qa.QUESTIONS_FILE)
     assert [q["positive_ids"] for q in questions] == [[r["meta"]["passage_id"]] for r in kept]
+    # p3 has nothing to ask: the template's blank question list is not a rejection
+    rejected = list(io_utils.read_jsonl(tmp_path / report.REJECTED_FILE))
+    assert "p3" not in {r["meta"]["passage_id"] for r in rejected}
     # a rerun is a no-op: every passage is done
     self_qa.run_self_qa(PASSAGES, template, tmp_path)
     assert len(io_utils.load_jsonl(tmp_path / report.KEPT_FILE)) == 4
@@ -89,6 +93,8 @@ def test_self_qa_keeps_passage_ids_and_writes_retrieval_questions(tmp_path, temp
             "answer_not_in_passage",
         ),
         ("1. What does json.dumps produce?", "", "answer_empty"),
+        ("Sure! JSON is a format for data.", "x", "questions_unparseable"),
+        ("  \n", "x", "questions_empty"),
         (
             "1. What does json.dumps produce?\n2. what does JSON.dumps produce?",
             "A JSON formatted str.",
@@ -101,6 +107,25 @@ def test_self_qa_filters(tmp_path, questions, answer, reason):
     rejected = io_utils.load_jsonl(tmp_path / report.REJECTED_FILE)
     assert [r["meta"]["reason"] for r in rejected] == [reason]
     assert rejected[0]["meta"]["backend"] == "scripted"
+
+
+class _CutOff(_Scripted):
+    """A backend that says which completions stopped at max_tokens (like the OpenAI one)."""
+
+    def complete(self, prompts, **kwargs):
+        return [
+            openai_chat.Completion(text, "length" if text == self.answer else "stop")
+            for text in self.generate(prompts, **kwargs)
+        ]
+
+
+def test_self_qa_rejects_answers_cut_off_at_max_tokens(tmp_path):
+    cut = _CutOff("1. What does json.dumps produce?", "A JSON formatted")
+    self_qa.run_self_qa(PASSAGES[:1], cut, tmp_path)
+    rejected = io_utils.load_jsonl(tmp_path / report.REJECTED_FILE)
+    assert [(r["meta"]["reason"], r["output"]) for r in rejected] == [
+        ("answer_truncated", "A JSON formatted")
+    ]
 
 
 def test_self_kg_records_are_grounded_on_the_entity(tmp_path, template):

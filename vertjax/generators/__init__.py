@@ -27,6 +27,23 @@ class Generator(Protocol):
         ...
 
 
+def generate_flagging_truncated(
+    generator: Generator,
+    prompts: Sequence[str],
+    *,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+) -> list[tuple[str, bool]]:
+    """(text, truncated) per prompt. A generator with a `complete` method (the OpenAI backend)
+    says which completions stopped at `max_tokens` mid-way; for the others nothing is flagged."""
+    complete = getattr(generator, "complete", None)
+    kwargs = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+    if complete is None:
+        return [(text, False) for text in generator.generate(prompts, **kwargs)]
+    return [(c.text, c.truncated) for c in complete(prompts, **kwargs)]
+
+
 def derive_seed(seed: int, *parts: object) -> int:
     """A 31-bit seed from a base seed and a position (same position, same seed on resume)."""
     text = "\x1f".join([str(seed), *map(str, parts)])

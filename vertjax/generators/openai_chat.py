@@ -6,6 +6,7 @@ hosted API): timeouts, bounded retries with exponential backoff, a concurrency l
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +20,22 @@ from vertjax import errors
 from vertjax.generators import derive_seed
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    """One chat completion: its text and why the server stopped writing it.
+
+    `finish_reason` is the server's: 'stop' (the model ended it), 'length' (`max_tokens` was hit,
+    so the text is cut off mid-way), or None when the server does not say.
+    """
+
+    text: str
+    finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
 
 
 class OpenAIChatGenerator:
@@ -56,7 +73,7 @@ class OpenAIChatGenerator:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _post(self, body: dict[str, Any]) -> str:
+    def _post(self, body: dict[str, Any]) -> Completion:
         """One completion, retried on 429/5xx, timeouts and refused connections."""
         data = json.dumps(body).encode("utf-8")
         last = ""
@@ -88,18 +105,24 @@ class OpenAIChatGenerator:
             "is the server running and the base URL right?"
         )
 
-    def _content(self, payload: bytes) -> str:
+    def _content(self, payload: bytes) -> Completion:
         try:
-            content = json.loads(payload)["choices"][0]["message"]["content"]
+            choice = json.loads(payload)["choices"][0]
+            content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise errors.BackendError(
                 f"{self.url}: not a chat completion response: {payload[:200]!r}"
             ) from None
-        return content if isinstance(content, str) else ""
+        reason = choice.get("finish_reason")
+        return Completion(
+            content if isinstance(content, str) else "",
+            reason if isinstance(reason, str) else None,
+        )
 
-    def generate(
+    def complete(
         self, prompts: Sequence[str], *, max_tokens: int, temperature: float, seed: int
-    ) -> list[str]:
+    ) -> list[Completion]:
+        """One `Completion` per prompt, in order; truncated ones (`max_tokens` hit) are logged."""
         bodies = [
             {
                 "model": self.model,
@@ -111,4 +134,23 @@ class OpenAIChatGenerator:
             for i, p in enumerate(prompts)
         ]
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self._post, bodies))
+            completions = list(pool.map(self._post, bodies))
+        truncated = sum(c.truncated for c in completions)
+        if truncated:
+            logging.info(
+                "%s: %d of %d completion(s) hit max_tokens=%d (finish_reason 'length')",
+                self.url,
+                truncated,
+                len(completions),
+                max_tokens,
+            )
+        return completions
+
+    def generate(
+        self, prompts: Sequence[str], *, max_tokens: int, temperature: float, seed: int
+    ) -> list[str]:
+        """The completions' texts (a truncated one is returned as far as it got)."""
+        completions = self.complete(
+            prompts, max_tokens=max_tokens, temperature=temperature, seed=seed
+        )
+        return [c.text for c in completions]

@@ -43,6 +43,7 @@ _NOT_SUBJECTS = frozenset(
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*])\s*(?P<text>.+?)\s*$")
 _ANSWER_REASONS = (
     "answer_empty",
+    "answer_truncated",
     "answer_context_reference",
     "answer_too_long",
     "answer_not_in_passage",
@@ -232,8 +233,14 @@ def run_self_qa(
                 seed=generators.derive_seed(config.seed, batch_index, "questions"),
             )
             todo = []
-            for passage, completion in zip(batch, completions, strict=True):
+            for passage, completion, question_prompt in zip(
+                batch, completions, rendered, strict=True
+            ):
                 questions = parse_questions(completion)[: config.questions_per_passage]
+                if not questions:
+                    _reject_unparseable(
+                        log, passage, completion, question_prompt, generator, config
+                    )
                 for k, question in enumerate(questions):
                     position = f"{passage['id']}:q{k}"
                     done = log.decided.get(position)
@@ -270,7 +277,8 @@ def run_self_qa(
                     seen.add(filters.normalize(question))
                     todo.append((passage, question, meta))
             answers = (
-                generator.generate(
+                generators.generate_flagging_truncated(
+                    generator,
                     [meta["prompt"] for _, _, meta in todo],
                     max_tokens=config.max_tokens,
                     temperature=0.0,
@@ -279,12 +287,13 @@ def run_self_qa(
                 if todo
                 else []
             )
-            for (passage, question, meta), answer in zip(todo, answers, strict=True):
+            for (passage, question, meta), (answer, truncated) in zip(todo, answers, strict=True):
                 answer = answer.strip()
                 record = report.make_record(
                     instruction=question, input_="", output=answer, source=source, meta=meta
                 )
-                reason = _answer_reason(
+                reason = "answer_truncated" if truncated and answer else None
+                reason = reason or _answer_reason(
                     answer, f"{passage.get('title', '')}\n{passage['text']}", config=config
                 )
                 if reason:
@@ -295,6 +304,38 @@ def run_self_qa(
                 log.mark_done(passage["id"])
         _write_retrieval_questions(log.kept.records, pathlib.Path(out_dir) / QUESTIONS_FILE)
         return {"kept": len(log.kept.records), "rejected": len(log.rejected.records)}
+
+
+def _reject_unparseable(
+    log: report.JobLog,
+    passage: dict[str, Any],
+    completion: str,
+    prompt: str,
+    generator: Generator,
+    config: SelfQAConfig,
+) -> None:
+    """Counts a question completion with no numbered or bulleted line (an LLM that ignored the
+    format, or one cut off by `max_tokens`) as `questions_unparseable`, or `questions_empty` when
+    it is blank, once per passage. The template backend's blank answer means "nothing to ask
+    here" (no documented name or definition) and is not a rejection."""
+    position = f"{passage['id']}:questions"
+    blank = not completion.strip()
+    if position in log.decided or (blank and generator.name == "template"):
+        return
+    meta = {
+        "job": JOB,
+        "passage_id": passage["id"],
+        "prompt": prompt,
+        "backend": generator.name,
+        "model": generator.model,
+        "seed": config.seed,
+        "position": position,
+    }
+    source = "template" if generator.name == "template" else JOB
+    record = report.make_record(
+        instruction="", input_="", output=completion.strip(), source=source, meta=meta
+    )
+    log.reject(record, "questions_empty" if blank else "questions_unparseable")
 
 
 def _write_retrieval_questions(records: Sequence[dict[str, Any]], path: pathlib.Path) -> None:
