@@ -1,4 +1,4 @@
-"""Per-device memory of the compiled T5 v1.1 train step, by size, mesh and remat policy.
+"""Per-device memory of the compiled T5 v1.1 train step, by size, mesh, remat policy and scan.
 
 Compiles (never runs) vertjax's real train step (`trainer.build_steps`: forward, backward,
 Adafactor update, T5X's logical-axis sharding) for abstract params, optimizer state and batch on a
@@ -15,11 +15,14 @@ mesh of fake CPU devices, and prints XLA's memory analysis of one device's progr
 The compiled figures come from XLA:CPU, not a TPU's or GPU's compiler: XLA:CPU's schedule does not
 shrink its temporaries when layers are rematerialised (temp stays flat while `saved` drops ~20x),
 so read temp/peak as an upper bound of the same program; state and saved are exact arithmetic.
+`--scan_layers off on` compiles each configuration with and without `SCAN_LAYERS` (one scanned
+layer per stack instead of N unrolled ones) and reports the compile time beside the memory.
 Sizes and meshes are the gins' (`models/t5_1_1/<size>.gin`, `MESH_SHAPE`,
 `PARAMETER_PARTITIONING_DIMS`).
 
   python benchmarks/memory_table.py --sizes base large --meshes 8,1 --remat none full
   python benchmarks/memory_table.py --sizes xxl --meshes 1,8 --partitioning_dims 2 --remat full
+  python benchmarks/memory_table.py --sizes base --meshes 8,1 --remat none --scan_layers off on
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ def _parse_args() -> argparse.Namespace:
         "--meshes", nargs="+", default=["8,1"], help="(data, model) shapes, e.g. 8,1 2,4 1,8"
     )
     parser.add_argument("--remat", nargs="+", default=["none", "minimal", "full"])
+    parser.add_argument(
+        "--scan_layers",
+        nargs="+",
+        choices=("off", "on"),
+        default=["off"],
+        help="SCAN_LAYERS settings to compile (off, on or both)",
+    )
     parser.add_argument("--partitioning_dims", type=int, default=1, help="1 or 2 (ZeRO-3 style)")
     parser.add_argument(
         "--per_replica_batch", type=int, default=8, help="examples per data-parallel replica"
@@ -70,8 +80,8 @@ from vertjax.train import optimizers, partitioning, trainer  # noqa: E402
 GIB = 1024**3
 
 
-def build_model(size: str, remat: str) -> encoder_decoder.EncoderDecoderModel:
-    """The model `models/t5_1_1/<size>.gin` configures, with this remat policy."""
+def build_model(size: str, remat: str, scan: bool) -> encoder_decoder.EncoderDecoderModel:
+    """The model `models/t5_1_1/<size>.gin` configures, with this remat policy and scan."""
     gin.clear_config()
     gin_utils.parse_gin(
         gin_files=[f"models/t5_1_1/{size}.gin"],
@@ -80,6 +90,7 @@ def build_model(size: str, remat: str) -> encoder_decoder.EncoderDecoderModel:
             "DROPOUT_RATE=0.0",
             f"ACTIVATION_DTYPE='{ARGS.dtype}'",
             f"REMAT_POLICY='{remat}'",
+            f"SCAN_LAYERS={scan}",
         ],
     )
     return gin.get_configurable(encoder_decoder.EncoderDecoderModel)()
@@ -91,9 +102,9 @@ def _with_shardings(tree, shardings):
     )
 
 
-def measure(size: str, mesh_shape: tuple[int, int], remat: str) -> dict:
+def measure(size: str, mesh_shape: tuple[int, int], remat: str, scan: bool) -> dict:
     """Compiles the train step ahead of time and returns one device's memory figures."""
-    model = build_model(size, remat)
+    model = build_model(size, remat, scan)
     optimizer = optimizers.adafactor(learning_rate=1e-3)
     devices = jax.devices()[: mesh_shape[0] * mesh_shape[1]]
     mesh = partitioning.create_mesh(mesh_shape, devices=devices)
@@ -151,6 +162,7 @@ def measure(size: str, mesh_shape: tuple[int, int], remat: str) -> dict:
         "partitioning_dims": ARGS.partitioning_dims,
         "global_batch": batch_size,
         "remat": remat,
+        "scan_layers": scan,
         "state_gib": round(state_bytes / GIB, 2),
         "batch_gib": round(batch_bytes / GIB, 3),
         "saved_bytes": saved_bytes,
@@ -173,8 +185,8 @@ def _device_bytes(x: jax.ShapeDtypeStruct) -> int:
 def main() -> None:
     rows = []
     header = (
-        "| size | params | mesh | batch | remat | state GiB | saved GiB/replica | XLA:CPU temp GiB"
-        " | XLA:CPU peak GiB/device |"
+        "| size | params | mesh | batch | remat | scan | state GiB | saved GiB/replica"
+        " | XLA:CPU temp GiB | XLA:CPU peak GiB/device | compile s |"
     )
     print(f"inputs {ARGS.inputs_length}, targets {ARGS.targets_length}, {ARGS.dtype} activations,")
     print(f"Adafactor, PARAMETER_PARTITIONING_DIMS={ARGS.partitioning_dims}, jax {jax.__version__}")
@@ -184,14 +196,16 @@ def main() -> None:
         for mesh in ARGS.meshes:
             shape = tuple(int(v) for v in mesh.split(","))
             for remat in ARGS.remat:
-                row = measure(size, shape, remat)
-                rows.append(row)
-                print(
-                    f"| {row['size']} | {row['params_b']}B | {row['mesh']} | {row['global_batch']}"
-                    f" | {row['remat']} | {row['state_gib']} | {row['saved_gib']} | {row['temp_gib']}"
-                    f" | {row['peak_gib']} |",
-                    flush=True,
-                )
+                for scan in ARGS.scan_layers:
+                    row = measure(size, shape, remat, scan == "on")
+                    rows.append(row)
+                    print(
+                        f"| {row['size']} | {row['params_b']}B | {row['mesh']}"
+                        f" | {row['global_batch']} | {row['remat']} | {scan}"
+                        f" | {row['state_gib']} | {row['saved_gib']} | {row['temp_gib']}"
+                        f" | {row['peak_gib']} | {row['compile_s']} |",
+                        flush=True,
+                    )
     if ARGS.json:
         with open(ARGS.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
