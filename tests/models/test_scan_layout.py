@@ -11,6 +11,7 @@ import pytest
 from flax import traverse_util
 from jax.sharding import PartitionSpec
 
+from vertjax import errors
 from vertjax.models import decoding, encoder_decoder, nli_classifier, scan_layout, t5
 
 TINY = t5.T5Config(
@@ -156,6 +157,12 @@ def test_scanned_cache_keeps_the_batch_axis_first():
 def test_scan_layers_is_layout_not_a_shape_mismatch():
     assert TINY.param_mismatches(SCANNED) == {}
     assert "scan_layers" not in t5.PARAM_FIELDS
+
+
+def test_a_scan_layers_that_is_not_a_bool_is_a_config_error():
+    # e.g. --gin.SCAN_LAYERS="'false'": a non-empty string would otherwise switch scanning on
+    with pytest.raises(errors.ConfigError, match="scan_layers = 'false': must be True or False"):
+        dataclasses.replace(TINY, scan_layers="false")
 
 
 def test_the_nli_classifier_runs_scanned_from_converted_weights():

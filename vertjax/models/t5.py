@@ -66,6 +66,10 @@ class T5Config:
                 f"t5.T5Config.remat_policy = {self.remat_policy!r}: choose one of"
                 f" {', '.join(REMAT_POLICIES)}"
             )
+        if not isinstance(self.scan_layers, bool | np.bool_):
+            raise errors.ConfigError(
+                f"t5.T5Config.scan_layers = {self.scan_layers!r}: must be True or False"
+            )
         if not 0.0 <= self.dropout_rate < 1.0:
             raise errors.ConfigError(
                 f"t5.T5Config.dropout_rate = {self.dropout_rate!r}: must be in [0, 1)"
