@@ -71,6 +71,12 @@ def test_sharded_bm25_and_hybrid_search_every_shard(built):
     assert lexical[0].source is None and lexical[0].doc_id == passage["doc_id"]
     hybrid = dense.open_retriever(built / "three", "hybrid")
     assert isinstance(hybrid, fusion.HybridRetriever)
+    # Calibrated refusal thresholds are looked up by the kind of the sharded retriever.
+    from vertjax.system import calibration
+
+    for kind in ("bm25", "dense", "hybrid"):
+        retriever = dense.open_retriever(built / "three", kind)
+        assert calibration.retriever_kind(retriever) == kind
     assert hybrid.search([question], 5)[0][0].id == passage["id"]
     assert (
         dense.open_retriever(built / "three", "auto").search([question], 3)[0][0].id

@@ -40,19 +40,18 @@ NEEDS_CALIBRATION = (
 
 def retriever_kind(retriever: Retriever) -> str:
     """ "bm25", "dense" or "hybrid" for the retrievers `vertjax index build` makes (a sharded
-    index's retriever, which holds its `shards`, is the kind of its shards), else the
-    retriever's class name (which no calibration covers)."""
-    from vertjax.retrieval import bm25, fusion, index
+    index's retriever is the kind of its shards), else the retriever's class name (which no
+    calibration covers)."""
+    from vertjax.retrieval import bm25, fusion, index, sharded
 
     if isinstance(retriever, bm25.BM25Index):
         return "bm25"
     if isinstance(retriever, fusion.HybridRetriever):
         return "hybrid"
-    if isinstance(retriever, index.DenseRetriever | index.DenseIndex):
+    if isinstance(retriever, index.DenseRetriever | sharded.ShardedDenseRetriever):
         return "dense"
-    shards = getattr(retriever, "shards", None)
-    if isinstance(shards, list) and shards:
-        return retriever_kind(shards[0])
+    if isinstance(retriever, sharded.ShardedRetriever) and retriever.shards:
+        return retriever_kind(retriever.shards[0])
     return type(retriever).__name__
 
 
