@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_retriever, tiny_corpus_records
+from conftest import make_retriever, tiny_corpus_records, write_tiny_pack
 
 from vertjax import cli, errors, io_utils
 from vertjax.retrieval import dense, encode, fusion, index_dir, sharded
@@ -109,6 +109,22 @@ def test_bad_shard_flags_exit_2_with_one_line(tmp_path, tiny_corpus_jsonl, capsy
     assert cli.main([*argv, "--bm25", "--num_shards", "2", "--shard_id", "5"]) == 2
     assert "0 <= shard_id < num_shards" in capsys.readouterr().err
     assert not (tmp_path / "i").exists()
+
+
+def test_the_assistant_answers_from_a_sharded_index(tmp_path, capsys):
+    pack = write_tiny_pack(tmp_path / "pack")
+    index = tmp_path / "index"
+    build = ["index", "build", "--passages", str(pack), "--out", str(index), "--bm25"]
+    for shard in range(2):
+        assert cli.main([*build, "--num_shards", "2", "--shard_id", str(shard)]) == 0
+    capsys.readouterr()
+    passage = tiny_corpus_records()[170]  # in the second shard
+    question = f"What about {passage['text'].split('. ')[0].lower()}?"
+    argv = ["answer", "--config", "system/default.gin", f"--gin.INDEX_DIR={index}", "--json"]
+    assert cli.main([*argv, question]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert not result["refused"]
+    assert passage["id"] in {p["id"] for p in result["selected"]}
 
 
 @pytest.mark.slow
