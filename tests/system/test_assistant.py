@@ -11,6 +11,7 @@ from conftest import save_tiny_t5, tiny_corpus_records, write_tiny_pack
 from system_helpers import build_index, make_assistant
 
 from vertjax import cli, errors
+from vertjax.retrieval.types import Hit
 from vertjax.system import assistant
 
 STAGES = {"rewrite", "decompose", "ood", "retrieve", "select", "generate", "consistency", "total"}
@@ -116,14 +117,81 @@ def test_consistency_policies_drop_and_flag(index_dir):
         index_dir, consistency_scorer=_Rejecting(), postprocess_policy="drop"
     ).answer(_question(9))
     assert dropped.sentences == [] and dropped.removed_sentences == len(flagged.sentences)
-    assert dropped.refused
+    assert dropped.refused and dropped.refusal_kind == assistant.ALL_DROPPED_KIND
+    n = len(flagged.sentences)
+    assert dropped.refusal_reason == f"all {n} answer sentences were dropped as unsupported" + (
+        " by the passages they cite"
+    )
+    assert dropped.answer.startswith(f"I could not answer: all {n} answer sentences were dropped")
+    assert flagged.trust == assistant.TRUST_UNSUPPORTED
+    assert "Trust: not supported by the cited passages" in flagged.answer
     unchecked = make_assistant(index_dir, consistency_scorer=None).answer(_question(9))
     assert {(s.status, s.supported, s.p_entailment) for s in unchecked.sentences} == {
         ("unchecked", None, None)
     }
 
 
+class _Fixed:
+    """A retriever that returns the same passages for every question."""
+
+    def __init__(self, hits):
+        self.hits = hits
+
+    def search(self, questions, k):
+        return [self.hits[:k] for _ in questions]
+
+
+# A software manual's passages that share one word ("world") with a sports question.
+_MANUAL = [
+    Hit(i, f"m{i}", title, 10.0 - i, text)
+    for i, (title, text) in enumerate(
+        [
+            ("Clocks", "The world clock module prints the time in every world city at once."),
+            ("Greetings", "The hello world program prints a greeting and then exits cleanly."),
+            ("Locales", "Locale settings differ across the world for dates and numbers."),
+            ("Files", "The open call returns a file object for reading bytes from disk."),
+        ],
+        start=1,
+    )
+]
+
+
+def test_an_answer_from_unrelated_passages_is_marked_as_not_addressing_the_question():
+    """No classifier, no score threshold: an out-of-domain question still gets extracted,
+    supported sentences (they entail themselves), but its trust label says they do not answer
+    it; a question the passages do answer is labelled so. Both travel in the JSON / HTTP body."""
+    from vertjax.system import http_api
+
+    bot = make_assistant(None, retriever=_Fixed(_MANUAL), retrieve_k=4)
+    cup = bot.answer("Who won the 2018 football World Cup final?")
+    assert not cup.refused and cup.sentences
+    assert all(
+        s.status == "supported" and s.p_entailment == pytest.approx(1.0) for s in cup.sentences
+    )
+    assert all(s.relevance < 0.5 and s.relevant is False for s in cup.sentences)
+    assert cup.trust == assistant.TRUST_MAY_NOT_ADDRESS
+    assert "Trust: supported but may not address the question" in cup.answer
+    clock = bot.answer("Which module prints the time in every world city?")
+    assert clock.trust == assistant.TRUST_ANSWERS and clock.sentences[0].relevant
+    assert clock.sentences[0].relevance > 0.8
+    assert "Trust: answers the question" in clock.answer
+    body = http_api.chat_response(cup, model="m")["vertjax"]
+    assert body["trust"] == assistant.TRUST_MAY_NOT_ADDRESS
+    assert body["trust_label"] == "supported but may not address the question"
+    assert {"relevance", "relevant", "status", "p_entailment"} <= set(body["sentences"][0])
+    lenient = make_assistant(None, retriever=_Fixed(_MANUAL), retrieve_k=4, min_relevance=0.0)
+    assert lenient.answer("Who won the 2018 football World Cup final?").trust == (
+        assistant.TRUST_ANSWERS
+    )
+    unchecked = make_assistant(
+        None, retriever=_Fixed(_MANUAL), retrieve_k=4, consistency_scorer=None
+    ).answer("Who won the 2018 football World Cup final?")
+    assert unchecked.trust_label == "may not address the question (support not checked)"
+
+
 def test_bad_arguments_are_config_errors(index_dir):
+    with pytest.raises(errors.ConfigError, match="min_relevance"):
+        make_assistant(index_dir, min_relevance=1.5)
     with pytest.raises(errors.ConfigError):
         make_assistant(index_dir).answer("   ")
     with pytest.raises(errors.ConfigError):
@@ -145,8 +213,12 @@ def test_vertjax_answer_json_over_the_default_gin(index_dir, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["sentences"] and out["selected"] and out["refused"] is False
     assert set(out["timings_ms"]) == STAGES
+    assert out["trust"] == assistant.TRUST_ANSWERS and out["sentences"][0]["relevant"]
     assert cli.main(["answer", "--config", "system/default.gin", "q"]) == 2
     assert "INDEX_DIR" in capsys.readouterr().err
+    strict = ["--config", "system/default.gin", f"--gin.INDEX_DIR={index_dir}", _question(17)]
+    assert cli.main(["answer", *strict, "--gin.MIN_RELEVANCE=2.0"]) == 2  # gin reaches it
+    assert "min_relevance" in capsys.readouterr().err
 
 
 def test_default_gin_binds_a_t5_answer_generator_and_nli_scorer_by_run_dir(

@@ -137,3 +137,67 @@ def test_bad_settings_are_config_errors():
         generation.ExtractiveGenerator(max_sentences=0)
     with pytest.raises(errors.ConfigError):
         generation.BackendAnswerGenerator(_Echo(""), prompt="no fields")
+
+
+def test_relevance_is_high_for_an_on_topic_sentence_and_low_for_an_off_topic_one():
+    """The share of the question's IDF-weighted content words a sentence (and its title)
+    covers: what an extracted sentence's NLI verdict (it entails itself) cannot say."""
+    relevance = generation.QuestionRelevance("What does the vacuum process compress?", PASSAGES)
+    on_topic = relevance("The vacuum process compresses old pages quickly.", "Storage")
+    off_topic = relevance("The replica copies the wal record.", "Replication")
+    assert on_topic > 0.8 and off_topic == 0.0
+    assert relevance("Boil the eggs.", "Vacuum") > 0.0  # the passage title counts
+    assert 0.0 <= relevance("It sleeps at night.") <= 1.0
+    cup = generation.QuestionRelevance("Who won the 2018 world cup?", PASSAGES)
+    assert cup("The replica copies the world record.") < 0.5  # unseen words weigh the most
+
+
+def test_what_is_questions_prefer_the_definition_over_a_mention():
+    passages = [
+        Hit(
+            1,
+            "p1",
+            "Journals",
+            1.0,
+            "Many busy servers switch the journal to WAL mode at start-up for speed. "
+            "WAL mode is a journaling method that appends changes to a separate log file.",
+        )
+    ]
+    [first] = generation.ExtractiveGenerator(max_sentences=1).generate(
+        "What is WAL mode?", passages
+    )
+    assert first["text"].startswith("WAL mode is a journaling method")
+
+
+def test_how_to_questions_prefer_the_instruction_with_the_asked_verb():
+    passages = [
+        Hit(
+            1,
+            "p1",
+            "Compression",
+            1.0,
+            "Compressed archives of the log files are smaller on disk. "
+            "Use the gzip option to compress archives of the log files.",
+        )
+    ]
+    [first] = generation.ExtractiveGenerator(max_sentences=1).generate(
+        "How do I compress log files?", passages
+    )
+    assert first["text"].startswith("Use the gzip option")
+
+
+def test_navigation_sentences_count_half():
+    passages = [
+        Hit(
+            1,
+            "p1",
+            "Index",
+            1.0,
+            "Backup → The Backup Interface | Online Backup | Hot Copies Of A Live Database. "
+            "The backup call copies a live database into another file page by page.",
+        )
+    ]
+    [first] = generation.ExtractiveGenerator(max_sentences=1).generate(
+        "Can I backup a live database?", passages
+    )
+    assert first["text"].startswith("The backup call copies")

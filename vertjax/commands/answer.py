@@ -57,7 +57,8 @@ def print_result(result, *, verbose: bool = False) -> None:
     if verbose and not result.refused:
         for s in result.sentences:
             p = "n/a" if s.p_entailment is None else f"{s.p_entailment:.2f}"
-            print(f"  - {s.status} (p_entailment {p}): {s.text[:80]}")
+            r = "n/a" if s.relevance is None else f"{s.relevance:.2f}"
+            print(f"  - {s.status} (p_entailment {p}), relevance {r}: {s.text[:80]}")
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
         print(f"  timings: {stages}")
 

@@ -39,6 +39,20 @@ KeywordExpander = Callable[[list[str]], list[list[str]]]
 NO_ANSWER = "no answer found: the selected passages hold no sentence relevant to the question"
 # `AnswerResult.refusal_kind` when sub-questions were answered but no sentence survived.
 NO_ANSWER_KIND = "no_answer"
+# `AnswerResult.refusal_kind` when the `drop` policy (or regenerate's drop fallback) removed every
+# answer sentence as unsupported by its cited passages.
+ALL_DROPPED_KIND = "all_dropped"
+ALL_DROPPED = "all {n} answer sentences were dropped as unsupported by the passages they cite"
+# `AnswerResult.trust`: what the answer-level badge says, from the kept sentences' support
+# (NLI verdict) and relevance (`generation.QuestionRelevance` >= `min_relevance`).
+TRUST_ANSWERS = "answers"
+TRUST_MAY_NOT_ADDRESS = "may_not_address"
+TRUST_UNSUPPORTED = "unsupported"
+TRUST_LABELS = {
+    TRUST_ANSWERS: "answers the question",
+    TRUST_MAY_NOT_ADDRESS: "supported but may not address the question",
+    TRUST_UNSUPPORTED: "not supported by the cited passages",
+}
 NO_MATCH_REFUSAL = (
     "Nothing in the documents about {domain} answers this question: the closest passages match"
     " it too weakly to answer from them reliably."
@@ -105,7 +119,12 @@ class SubQuestion:
 class AnswerSentence:
     """An answer sentence; `citations` are 1-based into `AnswerResult.selected`.
 
-    `status` is supported | unsupported | contradicted (NLI verdict) or unchecked (no scorer).
+    Two signals: support (`status`: supported | unsupported | contradicted, the NLI verdict
+    against the cited passages, or unchecked without a scorer; `p_entailment`) says the sentence
+    comes from its sources; `relevance` (0..1, `generation.QuestionRelevance`: the share of the
+    question's IDF-weighted content words the sentence and its passage title cover) says whether
+    it addresses the question, `relevant` when it reaches `Assistant.min_relevance`. An
+    extracted sentence is always supported; only relevance tells an off-point one apart.
     """
 
     text: str
@@ -116,6 +135,8 @@ class AnswerSentence:
     p_entailment: float | None = None
     supported: bool | None = None
     regenerated: bool = False
+    relevance: float | None = None
+    relevant: bool | None = None
 
 
 @dataclasses.dataclass
@@ -124,7 +145,12 @@ class AnswerResult:
 
     `refusal_kind`: None when answered, else `parsing.OUTSIDE_DOMAIN` (the question is not about
     the domain; also when some refused sub-questions were and others found no match),
-    `parsing.NO_MATCH` (nothing in the documents answers it) or `NO_ANSWER_KIND`.
+    `parsing.NO_MATCH` (nothing in the documents answers it), `NO_ANSWER_KIND` (no sentence of
+    the passages relates to the question) or `ALL_DROPPED_KIND` (the `drop` policy removed every
+    sentence as unsupported). `trust` (a `TRUST_*` code) and `trust_label` (its words, also the
+    answer's "Trust:" line) rate an answered question: `answers` when some kept sentence is both
+    supported (or unchecked) and relevant, `may_not_address` when the supported ones are all
+    below `min_relevance`, `unsupported` when none is supported; None when refused.
     """
 
     question: str
@@ -141,6 +167,8 @@ class AnswerResult:
     consistency_policy: str
     removed_sentences: int = 0
     refusal_kind: str | None = None
+    trust: str | None = None
+    trust_label: str | None = None
 
 
 class _Timer:
@@ -177,6 +205,11 @@ class Assistant:
         percentile of in-domain questions' top scores for the retriever in use, as measured in
         `retrieval_calibration` (`vertjax ood train --index`). Exclusive with `min_top_score`.
       retrieval_calibration: the `calibration.RetrievalCalibration` a percentile needs.
+      min_relevance: an answer sentence addresses the question when its relevance (0..1, the
+        share of the question's IDF-weighted content words it and its passage title cover)
+        reaches this; an answer none of whose supported sentences does is labelled "supported but
+        may not address the question". 0.5 separates in-domain answers from answers to
+        out-of-domain questions on the SQLite manual (experiments/sqlite_own_corpus).
       domain: what the documents are about, named in the refusal message and in the prompts of
         generators that have a `domain` (default.gin binds the index's, `index_domain`); None:
         "the indexed documents".
@@ -200,6 +233,7 @@ class Assistant:
         retrieval_calibration: calibration.RetrievalCalibration | None = None,
         domain: str | None = None,
         max_sub_questions: int = 5,
+        min_relevance: float = 0.5,
     ):
         from vertjax.retrieval import selection
 
@@ -208,6 +242,11 @@ class Assistant:
                 f"need 1 <= k <= retrieve_k and max_sub_questions >= 1 (got k={k},"
                 f" retrieve_k={retrieve_k}, max_sub_questions={max_sub_questions})"
             )
+        if isinstance(min_relevance, bool) or not 0.0 <= min_relevance <= 1.0:
+            raise errors.ConfigError(
+                f"assistant.Assistant.min_relevance = {min_relevance!r}: must be in [0, 1]"
+            )
+        self.min_relevance = float(min_relevance)
         if isinstance(postprocess_policy, str):
             postprocess_policy = postprocess.PostprocessConfig(policy=postprocess_policy)
         self.retriever, self.rewriter, self.keyword_expander = retriever, rewriter, keyword_expander
@@ -267,10 +306,12 @@ class Assistant:
         selected: list[Passage] = []
         number: dict[str, int] = {}
         chosen_per_sub: dict[int, list[Hit]] = {}
+        relevance: dict[int, generation.QuestionRelevance] = {}
         for i, sub in enumerate(subs):
             if sub.refused:
                 continue
             chosen_per_sub[i] = list(self.selector(sub.text, hits[i]))[-self.k :]
+            relevance[i] = generation.QuestionRelevance(sub.text, chosen_per_sub[i])
             for h in chosen_per_sub[i]:
                 if h.id not in number:
                     selected.append(Passage.of(h, i, with_text=True))
@@ -284,9 +325,10 @@ class Assistant:
                 cited = [number[chosen[c - 1].id] for c in s["citations"] if 1 <= c <= len(chosen)]
                 raw.append({"text": s["text"], "citations": list(dict.fromkeys(cited)), "sub": i})
         t = timer.stage("generate", t)
-        sentences, removed = self._check(raw, selected)
+        sentences, removed = self._check(raw, selected, relevance)
         timer.stage("consistency", t)
-        refused, reason, kind = self._refusal(subs, sentences)
+        refused, reason, kind = self._refusal(subs, sentences, removed)
+        trust = None if refused else self._trust(sentences)
         return AnswerResult(
             question=question,
             rewritten_question=rewritten,
@@ -294,7 +336,7 @@ class Assistant:
             retrieved=retrieved,
             selected=selected,
             sentences=sentences,
-            answer=self._render(subs, sentences, selected, kind),
+            answer=self._render(subs, sentences, selected, kind, reason, trust),
             refused=refused,
             refusal_reason=reason,
             timings_ms=timer.total(),
@@ -302,15 +344,23 @@ class Assistant:
             consistency_policy=self.postprocess_config.policy if self.consistency_scorer else "off",
             removed_sentences=removed,
             refusal_kind=kind,
+            trust=trust,
+            trust_label=None if trust is None else self._trust_label(trust),
         )
 
     def _check(
-        self, raw: list[dict[str, Any]], selected: list[Passage]
+        self,
+        raw: list[dict[str, Any]],
+        selected: list[Passage],
+        relevance: Mapping[int, generation.QuestionRelevance],
     ) -> tuple[list[AnswerSentence], int]:
-        """NLI verdicts per sentence and the post-processing policy (skipped without a scorer)."""
+        """NLI verdicts per sentence and the post-processing policy (skipped without a scorer),
+        and each kept sentence's relevance to its sub-question."""
 
         def sentence(s: Mapping[str, Any], sub: int) -> AnswerSentence:
             status = s.get("status", "unchecked")
+            titles = " ".join(selected[c - 1].title for c in s["citations"])
+            score = round(relevance[sub](s["text"], titles), 4)
             return AnswerSentence(
                 text=s["text"],
                 citations=list(s["citations"]),
@@ -320,6 +370,8 @@ class Assistant:
                 p_entailment=s.get("p_entailment"),
                 supported=None if status == "unchecked" else status == "supported",
                 regenerated=bool(s.get("regenerated", False)),
+                relevance=score,
+                relevant=score >= self.min_relevance,
             )
 
         if self.consistency_scorer is None or not raw:
@@ -341,22 +393,43 @@ class Assistant:
         return out, removed
 
     def _refusal(
-        self, subs: list[SubQuestion], sentences: list[AnswerSentence]
+        self, subs: list[SubQuestion], sentences: list[AnswerSentence], removed: int
     ) -> tuple[bool, str | None, str | None]:
         """(refused, reason, kind) of the whole answer."""
         if all(s.refused for s in subs):
             kinds = {s.refusal_kind for s in subs}
             kind = parsing.OUTSIDE_DOMAIN if parsing.OUTSIDE_DOMAIN in kinds else parsing.NO_MATCH
             return True, "; ".join(dict.fromkeys(s.reason for s in subs if s.reason)), kind
+        if not sentences and removed:
+            return True, ALL_DROPPED.format(n=removed), ALL_DROPPED_KIND
         if not sentences:
             return True, NO_ANSWER, NO_ANSWER_KIND
         return False, None, None
 
-    def _render(self, subs, sentences, selected, kind: str | None) -> str:
-        """The user-facing text: cited sentences, notes on refused parts, and the sources; a
-        refusal says why (outside the domain, or nothing in the documents answers it)."""
+    @staticmethod
+    def _trust(sentences: Sequence[AnswerSentence]) -> str:
+        """The answer-level `TRUST_*` code of the kept sentences (see `AnswerResult`)."""
+        backed = [s for s in sentences if s.status in ("supported", "unchecked")]
+        if any(s.relevant for s in backed):
+            return TRUST_ANSWERS
+        return TRUST_MAY_NOT_ADDRESS if backed else TRUST_UNSUPPORTED
+
+    def _trust_label(self, trust: str) -> str:
+        """`TRUST_LABELS[trust]`, saying so when no consistency scorer checked the support."""
+        if self.consistency_scorer is not None:
+            return TRUST_LABELS[trust]
+        if trust == TRUST_MAY_NOT_ADDRESS:
+            return "may not address the question (support not checked)"
+        return f"{TRUST_LABELS[trust]} (support not checked)"
+
+    def _render(self, subs, sentences, selected, kind: str | None, reason, trust) -> str:
+        """The user-facing text: cited sentences, notes on refused parts, the trust line and the
+        sources; a refusal says why (outside the domain, nothing in the documents answers it, or
+        every sentence was dropped as unsupported)."""
         if kind == NO_ANSWER_KIND:
             return f"I could not answer: {NO_ANSWER}."
+        if kind == ALL_DROPPED_KIND:
+            return f"I could not answer: {reason} (consistency policy 'drop')."
         if kind is not None:
             kinds = dict.fromkeys(s.refusal_kind for s in subs)
             return "\n".join(self.refusal_messages[k] for k in kinds if k in self.refusal_messages)
@@ -370,6 +443,8 @@ class Assistant:
         ]
         lines = [postprocess.render(shown, flag_marker=self.postprocess_config.flag_marker)]
         lines += [f"({s.text} Not answered: {s.reason}.)" for s in subs if s.refused]
+        best = max((s.relevance or 0.0 for s in sentences), default=0.0)
+        lines.append(f"Trust: {self._trust_label(trust)} (best relevance {best:.2f}).")
         cited = sorted({c for s in sentences for c in s.citations})
         if cited:
             lines.append("Sources:")

@@ -15,6 +15,7 @@ with 1-based citations into `passages` (the selected passages, in prompt order):
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -67,11 +68,18 @@ def content_words(text: str) -> list[str]:
 
 
 def _stem(word: str) -> str:
-    """A crude suffix-stripping stem, so "files"/"file" and "sorting"/"sort" match."""
+    """A crude suffix-stripping stem, so "files"/"file", "sorting"/"sort" and
+    "enabled"/"enable" match."""
     for suffix in ("ing", "es", "ed", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) >= 4 else word
+
+
+def stems(text: str) -> list[str]:
+    """`content_words` stemmed, in order."""
+    return [_stem(w) for w in content_words(text)]
 
 
 def passage_sentences(text: str, *, max_chars: int = 400) -> list[str]:
@@ -92,8 +100,92 @@ def passage_sentences(text: str, *, max_chars: int = 400) -> list[str]:
     return out
 
 
+class QuestionRelevance:
+    """How much of a question a sentence addresses: the share of the question's content-word IDF
+    mass that the sentence (plus the title of the passage it comes from) covers, in [0, 1].
+
+    No model: the IDF is over the sentences of the passages the answer was drawn from, so a
+    question word that none of them uses (the "World Cup" asked of a software manual) weighs the
+    most, and an answer that never mentions it scores low however well its passage supports it.
+    This is the signal that an NLI verdict cannot give for extracted sentences, which always
+    entail themselves.
+    """
+
+    def __init__(self, question: str, passages: Sequence[Hit]):
+        units = [
+            set(stems(s)) for p in passages for s in [p.title, *passage_sentences(p.text)] if s
+        ]
+        df = Counter(stem for unit in units for stem in unit)
+        self._n = max(len(units), 1)
+        self._df = df
+        self.question = list(dict.fromkeys(stems(question)))
+        self.weights = {s: self.weight(s) for s in self.question}
+
+    def weight(self, stem: str) -> float:
+        """IDF of a stem over the passages' sentences (unseen stems weigh the most)."""
+        return math.log(1 + self._n / max(self._df.get(stem, 0), 1))
+
+    def __call__(self, sentence: str, title: str = "") -> float:
+        total = sum(self.weights.values())
+        if total == 0:
+            return 0.0
+        covered = set(stems(sentence)) | set(stems(title))
+        return sum(w for s, w in self.weights.items() if s in covered) / total
+
+
+# Question forms, and the sentences that answer each (English-general, no domain words).
+_HOW_TO = re.compile(
+    r"^\s*how\s+(?:do|can|should|could|would|to)\s+(?:i|we|you|one\s+)?\s*(\w+)", re.I
+)
+_WHAT_IS = re.compile(
+    r"^\s*what\s+(?:is|are|does|do)\s+(?:an?\s+|the\s+)?(.+?)(?:\s+(?:do|mean|for))?\s*\??\s*$",
+    re.I,
+)
+_WHY = re.compile(r"^\s*why\b", re.I)
+# Verbs too general to say what a how-to question wants done ("How do I make a column ...").
+_LIGHT_VERBS = frozenset({"make", "get", "do", "have", "go", "see", "find", "know", "put"})
+_INSTRUCTION = re.compile(
+    r"^(?:use|to|run|call|type|set|add|enter|pass|invoke|specify|create|open)\b|\byou\s+(?:can|"
+    r"must|should|need\s+to)\b|\bcan\s+be\s+used\s+to\b|\buse\s+the\b",
+    re.I,
+)
+_REASON = re.compile(
+    r"\b(?:because|since|so\s+that|in\s+order\s+to|should|avoid|reason|therefore|overhead)\b",
+    re.I,
+)
+_HEDGE_START = re.compile(r"^(?:if|when|but|however|although|though|unless|for\s+example)\b", re.I)
+_NAVIGATION = re.compile(r"→|\s\|\s|\[[^\]]*\|[^\]]*\]|»|«")
+
+
+def _question_cues(question: str) -> tuple[str, str | None, set[str]]:
+    """(form, its key stem, the subject's stems): form is how-to (key: the action verb),
+    what-is (subject: X of "What is X?"), why, or other."""
+    if m := _HOW_TO.match(question):
+        verb = m.group(1).lower()
+        return "how-to", None if verb in _LIGHT_VERBS else _stem(verb), set()
+    if m := _WHAT_IS.match(question):
+        return "what-is", None, set(stems(m.group(1)))
+    return ("why" if _WHY.match(question) else "other"), None, set()
+
+
+def _list_like(sentence: str) -> bool:
+    """Navigation or link lists rather than prose: arrows, pipes, mostly capitalised words."""
+    words = sentence.split()
+    capitalised = sum(w[:1].isupper() for w in words)
+    return bool(_NAVIGATION.search(sentence)) or capitalised > 0.6 * len(words)
+
+
 class ExtractiveGenerator:
-    """Cited answers built from the passages' most question-relevant sentences (no model).
+    """Cited answers built from the passages' sentences that best answer the question (no model).
+
+    A sentence scores the IDF mass of the question's content words it shares (the passage title
+    counts half, a passage's first sentences a little), plus, measured on hand-written questions
+    (experiments/sqlite_own_corpus/extraction_eval.py):
+    - phrases: each pair of question words found next to each other, as in the question;
+    - the question's form: "How do I <verb> ..." prefers sentences with the verb and instructions
+      ("Use ...", "you can ..."); "What is/does X?" prefers sentences that start with X (a
+      definition, "X is ...") over ones that merely mention it; "Why" prefers reasons;
+    - navigation / link-list sentences (arrows, pipes, mostly capitalised words) count half.
 
     Args:
       max_sentences: answer length in sentences.
@@ -108,39 +200,51 @@ class ExtractiveGenerator:
         self.max_sentences, self.min_score = max_sentences, min_score
 
     def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
-        candidates = []  # (sentence, passage number, position in passage, stems)
+        candidates = []  # (sentence, passage number, position in passage, stems in order)
         for number, passage in enumerate(passages, start=1):
             for position, sentence in enumerate(passage_sentences(passage.text)):
-                stems = {_stem(w) for w in content_words(sentence)}
-                candidates.append((sentence, number, position, stems))
+                candidates.append((sentence, number, position, stems(sentence)))
         if not candidates:
             return []
-        df = Counter(stem for *_, stems in candidates for stem in stems)
-        n = len(candidates)
-        wanted = {_stem(w) for w in content_words(question)}
-        title_stems = {
-            i: {_stem(w) for w in content_words(p.title)} for i, p in enumerate(passages, 1)
-        }
+        relevance = QuestionRelevance(question, passages)
+        weight = relevance.weights
+        wanted = set(weight)
+        mean = sum(weight.values()) / max(len(weight), 1)
+        pairs = list(itertools.pairwise(relevance.question))
+        form, verb, subject = _question_cues(question)
+        title_stems = {i: set(stems(p.title)) for i, p in enumerate(passages, 1)}
         scored = []
-        for order, (sentence, number, position, stems) in enumerate(candidates):
+        for order, (sentence, number, position, ordered) in enumerate(candidates):
+            words = set(ordered)
             in_title = wanted & title_stems[number]
-            if not wanted & stems and not (in_title and position == 0):
+            if not wanted & words and not (in_title and position == 0):
                 continue
-            score = sum(math.log(1 + n / df.get(s, 1)) for s in wanted & stems)
-            score += 0.5 * sum(math.log(1 + n / df.get(s, 1)) for s in in_title)  # the topic
+            score = sum(weight[s] for s in wanted & words)
+            score += 0.5 * sum(weight[s] for s in in_title)  # the topic
             score += 0.5 / (1 + position)  # a passage's first sentences define its subject
+            adjacent = set(itertools.pairwise(ordered))
+            score += sum(0.5 * min(weight[a], weight[b]) for a, b in pairs if (a, b) in adjacent)
+            if form == "how-to":
+                score += weight.get(verb, 0.0) if verb in words else 0.0
+                score += 0.5 * mean if _INSTRUCTION.search(sentence) else 0.0
+            elif form == "what-is" and subject and subject <= set(ordered[:4]):
+                score += mean if not _HEDGE_START.match(sentence) else 0.0
+            elif form == "why" and _REASON.search(sentence):
+                score += 0.5 * mean
+            if _list_like(sentence):
+                score *= 0.5
             rank = len(passages) - number  # ties: the most relevant passage (last) first
-            scored.append((-score, rank, order, sentence, number, stems))
+            scored.append((-score, rank, order, sentence, number, words))
         scored.sort(key=lambda row: row[:3])
         chosen: list[Sentence] = []
         seen: list[set[str]] = []
-        for neg_score, _, _, sentence, number, stems in scored:
+        for neg_score, _, _, sentence, number, words in scored:
             if -neg_score < self.min_score or len(chosen) == self.max_sentences:
                 break
-            if any(len(stems & s) > 0.8 * max(len(stems), 1) for s in seen):
+            if any(len(words & s) > 0.8 * max(len(words), 1) for s in seen):
                 continue  # a near copy of a chosen sentence (overlapping chunks)
             chosen.append({"text": sentence, "citations": [number]})
-            seen.append(stems)
+            seen.append(words)
         return chosen
 
 
