@@ -33,6 +33,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("answer", "vertjax.commands.answer"),
     ("chat", "vertjax.commands.chat"),
     ("serve", "vertjax.commands.serve"),
+    ("llm", "vertjax.commands.llm"),
     ("demo", "vertjax.commands.demo"),
 )
 

@@ -62,6 +62,20 @@ def test_template_questions_and_answers_come_from_the_passage():
     assert self_qa.template_answer(p2["title"], p2["text"], "What is a monad?") == ""
 
 
+def test_parse_questions_reads_numbered_bulleted_and_labelled_lines():
+    completion = (
+        "Here are two questions:\n1. What does json.dumps return?\n- How is indent used?\n"
+        "Question: What does sort_keys do?\nAnswer: it sorts the keys.\nQ4) Is it fast?\n"
+        "Questions about the module are welcome."
+    )
+    assert self_qa.parse_questions(completion) == [
+        "What does json.dumps return?",
+        "How is indent used?",
+        "What does sort_keys do?",
+        "Is it fast?",
+    ]
+
+
 def test_self_qa_keeps_passage_ids_and_writes_retrieval_questions(tmp_path, template):
     summary = self_qa.run_self_qa(PASSAGES, template, tmp_path)
     kept = io_utils.load_jsonl(tmp_path / report.KEPT_FILE)

