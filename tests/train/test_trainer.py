@@ -237,3 +237,17 @@ def test_batches_are_a_pure_function_of_their_position():
         np.concatenate([h["encoder_input_tokens"] for h in halves]),
         whole[1]["encoder_input_tokens"],
     )
+
+
+def test_start_up_stages_are_announced_before_the_first_step(tmp_path, capsys):
+    """The seconds before the progress bar moves (restore, input pipeline, XLA compile) are named
+    on stderr; a rerun of a finished run compiles nothing and says so by not announcing it."""
+    _train(tmp_path, total_steps=2, progress=True)
+    err = capsys.readouterr().err
+    stages = ("initialising the params", "preparing the input pipeline", "compiling the train step")
+    positions = [err.find(stage) for stage in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), err
+    _train(tmp_path, total_steps=2, progress=True)
+    assert "compiling the train step" not in capsys.readouterr().err
+    _train(tmp_path / "quiet", total_steps=1)  # progress=False: nothing printed
+    assert capsys.readouterr().err == ""

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import pathlib
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -342,6 +343,8 @@ def _run(
 ) -> TrainResult:
     from tqdm import tqdm
 
+    say = _status_printer(progress)
+    say("vertjax train: restoring or initialising the params ...")
     params, opt_state, step, data_state = _initial_state(
         model=model,
         steps=steps,
@@ -353,6 +356,7 @@ def _run(
     )
     restore.save_config(model_dir, model)
     batches_consumed = int(data_state.get("batches_consumed", step))
+    say(f"vertjax train: preparing the input pipeline at step {step} ...")
     batches = train_data.iterator(
         start_batch=batches_consumed,
         shard_id=jax.process_index(),
@@ -370,6 +374,8 @@ def _run(
     pending: list[tuple[int, Any]] = []  # (step, metrics on the devices) not yet checked
     window_start = time.perf_counter()
     batch = _next_batch(batches, mesh) if step < total_steps else None
+    if step < total_steps:
+        say("vertjax train: compiling the train step (XLA; the first step waits for it) ...")
     try:
         while step < total_steps:
             if batch is None:
@@ -414,6 +420,18 @@ def _run(
         bar.close()
         writer.close()
     return TrainResult(step=step, losses=losses, model_dir=model_dir)
+
+
+def _status_printer(progress: bool) -> Callable[[str], None]:
+    """Prints start-up stages on stderr above the progress bar (process 0, with `progress`), so
+    the seconds before the first step (restore, input pipeline, XLA compile) are not silent."""
+    from tqdm import tqdm
+
+    def say(text: str) -> None:
+        if progress and jax.process_index() == 0:
+            tqdm.write(text, file=sys.stderr)
+
+    return say
 
 
 def _next_batch(batches: Iterator[Batch], mesh) -> dict[str, jax.Array] | None:
