@@ -18,6 +18,7 @@ from vertjax import errors
 from vertjax.generators import local_server, openai_chat
 from vertjax.synth import filters, report, self_qa
 
+VERTJAX_LLM_SERVE = [sys.executable, "-m", "vertjax", "llm", "serve"]
 N_CTX = 1024  # the Self-QA prompts below (a short passage) fit with room for the answer
 
 
@@ -156,13 +157,13 @@ def test_a_server_that_dies_at_start_is_a_config_error_with_its_log(tmp_path):
     bad = tmp_path / "corrupt.gguf"
     bad.write_bytes(b"not a gguf file at all")
     with pytest.raises(errors.ConfigError, match="exited with status .* while starting.*log"):
-        local_server.LocalLLMServer(bad, startup_timeout=60.0).start()
+        local_server.LocalLLMServer(bad, log_path=tmp_path / "log").start()
 
 
 @pytest.mark.llm
 def test_cli_serve_prints_the_base_url_and_stops_on_interrupt(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "vertjax", "llm", "serve", "--n_ctx", "256"],
+        [*VERTJAX_LLM_SERVE, "--n_ctx", "256", "--log", str(tmp_path / "server.log")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
