@@ -353,7 +353,7 @@ def to_hf(config: t5.T5Config, params: Mapping[str, Any], out_dir: PathLike) -> 
     Params in the `scan_layers` layout are split into HF's per-layer blocks first. Each file is
     written to a temporary name and renamed, so a crash leaves no partial file.
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     mapping = tensor_mapping(config)
     flat = traverse_util.flatten_dict(scan_layout.to_layout(params, scan_layers=False))
@@ -371,12 +371,7 @@ def to_hf(config: t5.T5Config, params: Mapping[str, Any], out_dir: PathLike) -> 
         tensors[hf_name] = np.ascontiguousarray(value.T if transpose else value)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{WEIGHTS_FILE}.tmp"
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, out / WEIGHTS_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
+    io_utils.atomic_write_bytes(out / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
     io_utils.atomic_write_json(out / CONFIG_FILE, config_to_hf(config))
     return out
 
