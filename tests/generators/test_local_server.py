@@ -16,7 +16,7 @@ import pytest
 
 from vertjax import errors
 from vertjax.generators import local_server, openai_chat
-from vertjax.synth import filters, report, self_qa
+from vertjax.synth import filters, report, self_instruct, self_qa
 
 VERTJAX_LLM_SERVE = [sys.executable, "-m", "vertjax", "llm", "serve"]
 N_CTX = 1024  # the Self-QA prompts below (a short passage) fit with room for the answer
@@ -119,6 +119,34 @@ def test_self_qa_with_the_real_llm_decides_every_question(generator, tmp_path):
         record = json.loads(line)
         assert record["meta"]["backend"] == "openai"
         assert filters.overlap(record["output"], passage) >= config.min_answer_overlap
+
+
+@pytest.mark.llm
+def test_self_instruct_with_the_real_llm_counts_what_it_cannot_parse(generator, tmp_path):
+    config = self_instruct.SelfInstructConfig(
+        target=2,
+        max_rounds=1,
+        prompts_per_round=1,
+        num_seed_examples=3,
+        num_machine_examples=0,
+        max_new_per_prompt=3,
+        max_tokens=64,
+        instance_max_tokens=32,
+        temperature=0.0,
+    )
+    seeds = self_instruct.load_seed_tasks()[:6]
+    totals = self_instruct.run_self_instruct(seeds, generator, tmp_path, config=config)
+    stats = report.write_report(tmp_path, title="self-instruct")
+    assert (stats["kept"], stats["rejected"]) == (totals["kept"], totals["rejected"])
+    assert stats["generated"] >= 1  # the LLM's instruction list gave at least one candidate
+    instance_reasons = {
+        "unparseable",
+        "empty_output",
+        "output_equals_input",
+        "output_too_long",
+        "duplicate",
+    }
+    assert set(stats["rejected_by_reason"]) <= self_instruct.INSTRUCTION_REASONS | instance_reasons
 
 
 def test_missing_model_file_is_a_config_error(tmp_path):
