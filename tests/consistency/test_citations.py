@@ -77,6 +77,15 @@ def test_parse_answer_handles_markers_after_the_stop_repeats_and_range():
     assert citations.parse_answer("   ") == {"sentences": []}
 
 
+def test_parse_answer_reads_comma_lists_and_named_markers():
+    text = "Lists are mutable [1, 3]. Tuples are not [Passage 2]. Sets [document 4]."
+    assert citations.parse_answer(text, num_passages=3)["sentences"] == [
+        {"text": "Lists are mutable.", "citations": [1, 3]},
+        {"text": "Tuples are not.", "citations": [2]},
+        {"text": "Sets.", "citations": []},
+    ]
+
+
 def test_alce_recall_and_precision_on_hand_made_cases():
     sentences = [
         {"text": "alpha.", "citations": [1]},  # supported, 1/1 precise

@@ -79,7 +79,55 @@ def test_backend_generator_numbers_passages_and_parses_citations():
 def test_backend_prompt_names_the_domain():
     backend = _Echo("Old pages are compressed [2].")
     generation.BackendAnswerGenerator(backend, domain="SQLite").generate("Why?", PASSAGES)
-    assert backend.prompts[0].startswith("You answer questions about SQLite")
+    assert backend.prompts[0].startswith("Answer questions about SQLite")
+
+
+def test_backend_prompt_lists_passages_in_order_with_the_last_nearest_the_question():
+    backend = _Echo("Old pages are compressed [2].")
+    generation.BackendAnswerGenerator(backend).generate("Why?", PASSAGES)
+    prompt = backend.prompts[0]
+    positions = [prompt.index(f"[{i}] {p.title} |") for i, p in enumerate(PASSAGES, 1)]
+    assert positions == sorted(positions)
+    assert prompt[positions[-1] :].count("\n") == 2  # the last passage, then the question line
+
+
+def test_answer_text_strips_what_small_llms_add_around_the_answer():
+    reply = (
+        "Question: How do I read a file?\nAnswer: Loop over the file object [3].\n```python\n"
+        "for line in f: pass\n```\nIt is fast [3].\n\nQuestion: What is finally?\n"
+        "Answer: A block that always runs."
+    )
+    assert generation.answer_text(reply) == "Loop over the file object [3].\n \nIt is fast [3]."
+
+
+def test_answer_text_drops_a_sentence_cut_at_max_tokens():
+    cut = "Use json.dumps [2]. Pass sort_keys=True to sort the"
+    assert generation.answer_text(cut, truncated=True) == "Use json.dumps [2]."
+    assert generation.answer_text(cut) == cut  # not cut: kept as written
+    assert generation.answer_text("Use json.dumps [2]", truncated=True) == "Use json.dumps [2]"
+    assert generation.answer_text("Pass sort_keys=True to", truncated=True) == ""
+
+
+class _Truncating(_Echo):
+    """A backend with `complete`, whose reply hit max_tokens."""
+
+    def complete(self, prompts, *, max_tokens, temperature, seed):
+        from vertjax.generators.openai_chat import Completion
+
+        return [
+            Completion(t, "length")
+            for t in self.generate(
+                prompts, max_tokens=max_tokens, temperature=temperature, seed=seed
+            )
+        ]
+
+
+def test_backend_generator_drops_the_unfinished_sentence_of_a_truncated_reply():
+    gen = generation.BackendAnswerGenerator(_Truncating("Old pages are compressed [2]. Then the"))
+    assert gen.generate("What happens to old pages?", PASSAGES) == [
+        {"text": "Old pages are compressed.", "citations": [2]}
+    ]
+    assert gen.last_text.endswith("Then the")
 
 
 class _CharVocab:

@@ -32,8 +32,11 @@ from vertjax import errors
 
 Judge = Callable[[str, str], bool]
 INSTRUCTION = "answer with citations:"
-_CITATION = re.compile(r"\s*\[(\d+)\]")
-_BOUNDARY = re.compile(r"(?<=[.!?])((?:\s*\[\d+\])*)\s+(?=[A-Z\"'(`])")
+# A citation marker: `[2]`, and the forms LLMs also write, `[1, 3]` and `[Passage 2]`.
+_MARKER = r"\[(?:(?:passage|document|source)\s*)?\d+(?:\s*,\s*\d+)*\]"
+_CITATION = re.compile(r"\s*" + _MARKER, re.I)
+_NUMBER = re.compile(r"\d+")
+_BOUNDARY = re.compile(r"(?<=[.!?])((?:\s*" + _MARKER + r")*)\s+(?=[A-Z\"'(`])", re.I)
 _TRAILING_PUNCT = re.compile(r"([.!?]+)$")
 
 
@@ -112,8 +115,9 @@ def build_records(examples: Iterable[Mapping[str, Any]], *, source: str = "") ->
 def parse_answer(text: str, *, num_passages: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """Generated text → `{sentences: [{text, citations}]}`.
 
-    Citations are 1-based passage numbers in order of first mention; with `num_passages` numbers
-    outside 1..num_passages are dropped (ALCE ignores citations of missing documents).
+    Citations are 1-based passage numbers in order of first mention (`[1][2]`, `[1, 2]` and
+    `[Passage 1]` all count); with `num_passages` numbers outside 1..num_passages are dropped
+    (ALCE ignores citations of missing documents).
     """
     pieces, start = [], 0
     for m in _BOUNDARY.finditer(text):
@@ -122,7 +126,7 @@ def parse_answer(text: str, *, num_passages: int | None = None) -> dict[str, lis
     pieces.append(text[start:])
     sentences = []
     for piece in pieces:
-        cited = [int(n) for n in _CITATION.findall(piece)]
+        cited = [int(n) for m in _CITATION.findall(piece) for n in _NUMBER.findall(m)]
         if num_passages is not None:
             cited = [c for c in cited if 1 <= c <= num_passages]
         clean = re.sub(r"\s+([.!?,;:])", r"\1", _CITATION.sub("", piece))

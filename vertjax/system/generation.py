@@ -42,12 +42,24 @@ _RULE = re.compile(r"[*=~^#+-]{3,}")
 _CODE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.|\$ |[{}\[\]()]|\w+\s*=\s)")
 # What the documents are called when the index records no domain (an older pack or a JSONL).
 NEUTRAL_DOMAIN = "the indexed documents"
+# One worked example, then the passages (the most relevant last, i.e. nearest the question), the
+# question and "Answer:". Measured with SmolLM2-135M-Instruct (experiments/llm_answers): asked with
+# instructions only, it echoed "Question: ..." and stopped, or listed the passages back; with the
+# example it answers in prose (and still rarely cites the right passage: the NLI check is for that).
 BACKEND_PROMPT = (
-    "You answer questions about {domain} from its documents. "
-    "Answer the question using only the numbered passages below. Write short sentences and end "
-    "each sentence with the numbers of the passages that support it, like [1] or [1][2]. If the "
-    "passages do not contain the answer, say so.\n\n{passages}\n\nQuestion: {question}\nAnswer:"
+    "Answer questions about {domain} from numbered passages, and end each sentence with the "
+    "number of the passage that supports it.\n\n"
+    "Example\nPassages:\n[1] The library opens at 9 am.\n[2] On Fridays the library closes at "
+    "5 pm.\nQuestion: When does the library close on Friday?\nAnswer: It closes at 5 pm [2].\n\n"
+    "Now answer from these passages, citing them the same way.\nPassages:\n{passages}\n"
+    "Question: {question}\nAnswer:"
 )
+# What small LLMs add around an answer: an echoed "Question: ..." line, an "Answer:" label, a
+# made-up next "Question:" (the model continuing the example's pattern), code fences.
+_ECHOED_QUESTION = re.compile(r"^\s*(?:question|q)\s*:.*$", re.I | re.M)
+_ANSWER_LABEL = re.compile(r"^\s*(?:answer|a)\s*:\s*", re.I)
+_CODE_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+_COMPLETE_END = re.compile(r"(?:[.!?][\"')\]]*|\])\s*$")
 
 
 class AnswerGenerator(Protocol):
@@ -348,8 +360,10 @@ class T5AnswerGenerator:
 
 class BackendAnswerGenerator:
     """Prompts a `vertjax.generators.Generator` (e.g. `OpenAIChatGenerator`) with the numbered
-    passages. The prompt's `{domain}` is `domain`; the `Assistant` sets an unset one to the
-    index's domain."""
+    passages in the order given (the `Assistant`'s selector puts the most relevant last, right
+    before the question) and parses `[n]` citations from the reply (`answer_text`, then
+    `citations.parse_answer`). The prompt's `{domain}` is `domain`; the `Assistant` sets an unset
+    one to the index's domain. `last_text` keeps the last raw reply (for reports)."""
 
     name = "backend"
 
@@ -368,24 +382,51 @@ class BackendAnswerGenerator:
         self.generator, self.prompt, self.domain = generator, prompt, domain
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.name = f"backend:{getattr(generator, 'name', type(generator).__name__)}"
+        self.last_text = ""
 
     def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
         numbered = "\n".join(
             citations.format_passage(i, p) for i, p in enumerate(_passage_records(passages), 1)
         )
-        [text] = self.generator.generate(
-            [
-                self.prompt.format(
-                    passages=numbered,
-                    question=question.strip(),
-                    domain=self.domain or NEUTRAL_DOMAIN,
-                )
-            ],
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            seed=self.seed,
+        prompt = self.prompt.format(
+            passages=numbered, question=question.strip(), domain=self.domain or NEUTRAL_DOMAIN
         )
-        return citations.parse_answer(text, num_passages=len(passages))["sentences"]
+        options = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+        if hasattr(self.generator, "complete"):  # knows when max_tokens cut the answer
+            [done] = self.generator.complete([prompt], **options)
+            text, truncated = done.text, done.truncated
+        else:
+            [text] = self.generator.generate([prompt], **options)
+            truncated = False
+        self.last_text = text
+        return citations.parse_answer(
+            answer_text(text, truncated=truncated), num_passages=len(passages)
+        )["sentences"]
+
+
+def answer_text(text: str, *, truncated: bool = False) -> str:
+    """A backend's reply reduced to its answer: code blocks, an echoed "Question: ..." line and an
+    "Answer:" label removed, and everything from a second, made-up question on cut. `truncated`
+    (the reply hit `max_tokens`) drops the last sentence when it is unfinished, so a sentence cut
+    mid-word is not judged or shown."""
+    text = _CODE_FENCE.sub(" ", text)
+    lines = text.strip().splitlines()
+    while lines and (not lines[0].strip() or _ECHOED_QUESTION.fullmatch(lines[0])):
+        lines.pop(0)  # the prompt's question echoed before the answer
+    kept = []
+    for line in lines:
+        if _ECHOED_QUESTION.fullmatch(line):
+            break  # the model goes on with a question of its own
+        kept.append(line)
+    text = _ANSWER_LABEL.sub("", "\n".join(kept).strip(), count=1).strip()
+    if truncated and text and not _COMPLETE_END.search(text):
+        ends = [m.end() for m in re.finditer(r"[.!?](?:\s*\[\d+\])*(?=\s)", text)]
+        text = text[: ends[-1]] if ends else ""
+    return text
 
 
 def openai_generator(
