@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import optax
 
+from vertjax.models import scan_layout
+
 # Leaf names that never get weight decay even when they are matrices: the relative-position
 # bias table `[heads, buckets]` is a learned lookup, not a projection.
 NO_DECAY_NAMES = frozenset({"rel_embedding"})
@@ -83,16 +85,63 @@ def adafactor(
     min_dim_size_to_factor: int = 128,
     weight_decay_rate: float | None = None,
 ) -> optax.GradientTransformation:
-    """Adafactor as T5X configures it by default."""
-    return optax.adafactor(
-        learning_rate=learning_rate,
-        min_dim_size_to_factor=min_dim_size_to_factor,
-        decay_rate=decay_rate,
-        multiply_by_parameter_scale=multiply_by_parameter_scale,
-        clipping_threshold=clipping_threshold,
-        momentum=None,
-        weight_decay_rate=weight_decay_rate,
+    """Adafactor as T5X configures it by default.
+
+    Its statistics are per parameter (factored moments, update clipping and scaling by the
+    parameter's RMS), so `scan_layers` params (stacked under a `layers` key) get them per layer:
+    each layer's slice is updated exactly as the unscanned model's `layers_<i>` would be.
+    """
+    return per_layer_when_scanned(
+        optax.adafactor(
+            learning_rate=learning_rate,
+            min_dim_size_to_factor=min_dim_size_to_factor,
+            decay_rate=decay_rate,
+            multiply_by_parameter_scale=multiply_by_parameter_scale,
+            clipping_threshold=clipping_threshold,
+            momentum=None,
+            weight_decay_rate=weight_decay_rate,
+        )
     )
+
+
+def _is_stacked(path: tuple[Any, ...]) -> bool:
+    """Whether a param path runs through a `scan_layers` stack (`<stack>/layers/...`)."""
+    return any(getattr(k, "key", None) == scan_layout.SCANNED_KEY for k in path)
+
+
+def _has_stacked(tree: Any) -> bool:
+    return any(_is_stacked(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree))
+
+
+def per_layer_when_scanned(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx`, applied separately to each layer's slice of stacked `scan_layers` params (vmapped
+    over their leading axis) and as is to every other param.
+
+    Needed for transformations whose statistics span a whole parameter (Adafactor's block RMS);
+    elementwise ones (Adam) are the same either way. Without stacked params the state is `tx`'s
+    own, so unscanned runs and their checkpoints are unchanged.
+    """
+    per_layer = optax.GradientTransformation(
+        init=jax.vmap(tx.init),
+        update=lambda updates, state, params=None: jax.vmap(tx.update)(updates, state, params),
+    )
+
+    def labels(params: Any) -> Any:
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "per_layer" if _is_stacked(path) else "whole", params
+        )
+
+    split = optax.multi_transform({"per_layer": per_layer, "whole": tx}, labels)
+
+    def init(params: Any) -> Any:
+        return split.init(params) if _has_stacked(params) else tx.init(params)
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        if _has_stacked(updates):
+            return split.update(updates, state, params)
+        return tx.update(updates, state, params)
+
+    return optax.GradientTransformation(init, update)
 
 
 def adamw(
