@@ -61,3 +61,25 @@ def test_a_per_token_loss_without_num_tokens_is_a_config_error_naming_the_bindin
                 loss_without_counts, p, b, dropout_rng=None, num_microbatches=2
             )
         )(model.init_params(jax.random.key(0)), batch)
+
+
+def test_a_contrastive_model_refuses_microbatches_before_anything_is_written(tmp_path):
+    """In-batch negatives make each example's loss depend on the whole batch: a retriever
+    trained with NUM_MICROBATCHES > 1 would optimise another loss, so it is refused."""
+    import optax
+
+    from vertjax.models import encoder
+    from vertjax.train import trainer
+
+    model = encoder.DualEncoderModel(tiny_model().config, projection_dim=8)
+    with pytest.raises(errors.ConfigError, match=r"in-batch\s+negatives"):
+        trainer.train(
+            model_dir=str(tmp_path / "run"),
+            model=model,
+            train_data=SyntheticSource(batch_size=4),
+            optimizer=optax.adam(1e-3),
+            total_steps=1,
+            num_microbatches=2,
+            progress=False,
+        )
+    assert not (tmp_path / "run").exists()

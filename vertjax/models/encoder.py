@@ -126,6 +126,12 @@ class DualEncoderModel:
     def uses_dropout(self) -> bool:
         return self.config.dropout_rate > 0
 
+    @property
+    def loss_couples_examples(self) -> bool:
+        """Each example's loss depends on the others (in-batch negatives), so the batch cannot
+        be split into microbatches without changing the loss."""
+        return True
+
     def _dummy(self) -> tuple[Array, Array]:
         return jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), jnp.int32)
 

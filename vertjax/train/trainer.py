@@ -217,6 +217,13 @@ def train(
     )
     if not model_dir:
         raise errors.ConfigError("MODEL_DIR is not set (pass --gin.MODEL_DIR=...)")
+    if num_microbatches > 1 and getattr(model, "loss_couples_examples", False):
+        raise errors.ConfigError(
+            f"trainer.train.num_microbatches = {num_microbatches} (NUM_MICROBATCHES): this"
+            " model's loss compares each example with the rest of the batch (in-batch"
+            " negatives), so microbatches would shrink the negatives and change the loss;"
+            " train it with NUM_MICROBATCHES = 1 (a smaller BATCH_SIZE if memory is short)"
+        )
     check_vocab_fits(model=model, data=train_data)
     if initial_checkpoint_path:  # before anything is written or restored
         from vertjax.train import run_vocab
