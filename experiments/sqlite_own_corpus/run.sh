@@ -13,3 +13,7 @@ fi
 "$VERTJAX" index build --passages "$WORK/pack" --out "$WORK/index" --bm25 --no_progress
 "$VERTJAX" eval retrieval --questions "$HERE/questions.jsonl" --index "$WORK/index" \
   --retrievers bm25 --out "$WORK/eval"
+# The refusal floors: the domain classifier (against the general WordNet pack) calibrated on the index,
+# then the out-of-the-box assistant on the 46 in-domain + 24 out-of-domain questions.
+"$VERTJAX" ood train --pack "$WORK/pack" --index "$WORK/index" --out "$WORK/ood"
+"${PYTHON:-python}" "$HERE/refusal_eval.py" --index "$WORK/index" --ood_dir "$WORK/ood"
