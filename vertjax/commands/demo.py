@@ -15,16 +15,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--domain_rate", type=float, default=0.5, help="domain share of the mixture"
     )
+    parser.add_argument(
+        "--llm",
+        action="store_true",
+        help="also answer the held-out questions with the local LLM (`make llm`) beside the "
+        "extractive generator and report citation recall/precision and support (reuses --out)",
+    )
+    parser.add_argument(
+        "--llm_max_tokens", type=int, default=96, help="answer budget of the LLM, in tokens"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from vertjax import errors
     from vertjax.demo import pipeline, state
+
+    if args.llm_max_tokens < 1:
+        raise errors.ConfigError(f"--llm_max_tokens must be >= 1, got {args.llm_max_tokens}")
 
     config = state.DemoConfig(
         out=pathlib.Path(args.out),
         seed=args.seed,
         train_steps=args.train_steps,
         domain_rate=args.domain_rate,
+        llm=args.llm,
+        llm_max_tokens=args.llm_max_tokens,
     )
     pipeline.run_demo(config)
     return 0

@@ -3,7 +3,9 @@
 Each stage reads what earlier stages wrote under `--out`, adds its figures to `results.json` and a
 section to `report.md`, and is skipped on a rerun when its outputs already exist (so an interrupted
 demo resumes). Stages: data packs → vocabulary → continued pretraining with domain/general PPL →
-retrieval → instruction synthesis → NLI consistency → reference decoding → answering.
+retrieval → instruction synthesis → NLI consistency → reference decoding → answering, and with
+`--llm` (`DemoConfig.llm`) one more, `llm_answers`: the local LLM's cited answers beside the
+extractive ones (`make llm` first).
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vertjax.demo import answering, consistency, data, decoding, pretrain, report, retrieval, synth
+from vertjax.demo import (
+    answering,
+    consistency,
+    data,
+    decoding,
+    llm_answers,
+    pretrain,
+    report,
+    retrieval,
+    synth,
+)
 from vertjax.demo.state import DemoConfig, DemoState, say
 
 STAGES: tuple[tuple[str, Callable[[DemoState], None]], ...] = (
@@ -26,6 +38,14 @@ STAGES: tuple[tuple[str, Callable[[DemoState], None]], ...] = (
     ("decoding", decoding.stage_decoding),
     ("answer", answering.stage_answer),
 )
+LLM_STAGES: tuple[tuple[str, Callable[[DemoState], None]], ...] = (
+    ("llm_answers", llm_answers.stage_llm_answers),
+)
+
+
+def stages(config: DemoConfig) -> tuple[tuple[str, Callable[[DemoState], None]], ...]:
+    """The stages a run goes through: every default one, then the LLM ones with `config.llm`."""
+    return STAGES + LLM_STAGES if config.llm else STAGES
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -35,7 +55,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.exists() else {}
     state = DemoState(config=config, results=results)
     total = time.perf_counter()
-    for name, stage in STAGES:
+    for name, stage in stages(config):
         start = time.perf_counter()
         stage(state)
         say(f"stage {name} done in {time.perf_counter() - start:.1f} s")

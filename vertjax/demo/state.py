@@ -26,6 +26,9 @@ class DemoConfig:
     learning_rate: float = 0.01
     nli_steps: int = 400
     retriever_steps: int = 200
+    # `vertjax demo --llm`: the optional stage answering with the local LLM (`make llm`).
+    llm: bool = False
+    llm_max_tokens: int = 96
 
 
 @dataclasses.dataclass
