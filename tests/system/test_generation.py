@@ -7,6 +7,7 @@ import re
 import jax
 import pytest
 
+from vertjax.consistency import citations
 from vertjax.generators.t5 import T5Client
 from vertjax.models import encoder_decoder, t5
 from vertjax.retrieval.types import Hit
@@ -98,6 +99,23 @@ def test_answer_text_strips_what_small_llms_add_around_the_answer():
         "Answer: A block that always runs."
     )
     assert generation.answer_text(reply) == "Loop over the file object [3].\n \nIt is fast [3]."
+
+
+def test_answer_text_reads_list_items_as_sentences_and_drops_answer_lead_ins():
+    reply = (
+        "The answer to your question is:\n\nHere is how:\n1. Open the file [1]\n2. Loop over it."
+    )
+    assert generation.answer_text(reply) == "Here is how:\nOpen the file [1].\nLoop over it."
+    parsed = citations.parse_answer(generation.answer_text(reply), num_passages=2)
+    assert parsed["sentences"] == [
+        {"text": "Here is how: Open the file.", "citations": [1]},
+        {"text": "Loop over it.", "citations": []},
+    ]
+
+
+def test_backend_generator_drops_sentences_copied_from_the_prompts_example():
+    gen = generation.BackendAnswerGenerator(_Echo("The library opens at 9 am. Pages compress [2]."))
+    assert gen.generate("Why?", PASSAGES) == [{"text": "Pages compress.", "citations": [2]}]
 
 
 def test_answer_text_drops_a_sentence_cut_at_max_tokens():

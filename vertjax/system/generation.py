@@ -54,10 +54,15 @@ BACKEND_PROMPT = (
     "Now answer from these passages, citing them the same way.\nPassages:\n{passages}\n"
     "Question: {question}\nAnswer:"
 )
-# What small LLMs add around an answer: an echoed "Question: ..." line, an "Answer:" label, a
-# made-up next "Question:" (the model continuing the example's pattern), code fences.
+# What small LLMs add around an answer: an echoed "Question: ..." line, an "Answer:" / "The answer
+# to your question is:" label, a made-up next "Question:" (the model continuing the example's
+# pattern), code fences, and numbered or bulleted list items (whose "1." would read as a sentence).
 _ECHOED_QUESTION = re.compile(r"^\s*(?:question|q)\s*:.*$", re.I | re.M)
-_ANSWER_LABEL = re.compile(r"^\s*(?:answer|a)\s*:\s*", re.I)
+_ANSWER_LABEL = re.compile(
+    r"^\s*(?:(?:the\s+)?answer(?:\s+to\s+(?:your|the)\s+question)?(?:\s+is)?|a)\s*:\s*", re.I
+)
+_SENTENCE_DONE = re.compile(r"[.!?][\"')\]]*$")
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+")
 _CODE_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
 _COMPLETE_END = re.compile(r"(?:[.!?][\"')\]]*|\])\s*$")
 
@@ -403,14 +408,22 @@ class BackendAnswerGenerator:
             [text] = self.generator.generate([prompt], **options)
             truncated = False
         self.last_text = text
-        return citations.parse_answer(
+        parsed = citations.parse_answer(
             answer_text(text, truncated=truncated), num_passages=len(passages)
         )["sentences"]
+        # A sentence copied from the prompt's own wording (its worked example) answers nothing.
+        scaffold = " ".join(
+            self.prompt.format(passages="", question="", domain=self.domain or NEUTRAL_DOMAIN)
+            .lower()
+            .split()
+        )
+        return [s for s in parsed if s["text"].lower().rstrip(".!?") not in scaffold]
 
 
 def answer_text(text: str, *, truncated: bool = False) -> str:
-    """A backend's reply reduced to its answer: code blocks, an echoed "Question: ..." line and an
-    "Answer:" label removed, and everything from a second, made-up question on cut. `truncated`
+    """A backend's reply reduced to its answer: code blocks, an echoed "Question: ..." line, an
+    "Answer:" label and list numbers removed (a list item ends as a sentence), and everything from
+    a second, made-up question on cut. `truncated`
     (the reply hit `max_tokens`) drops the last sentence when it is unfinished, so a sentence cut
     mid-word is not judged or shown."""
     text = _CODE_FENCE.sub(" ", text)
@@ -421,6 +434,9 @@ def answer_text(text: str, *, truncated: bool = False) -> str:
     for line in lines:
         if _ECHOED_QUESTION.fullmatch(line):
             break  # the model goes on with a question of its own
+        if _LIST_ITEM.match(line):  # a list item is a sentence of its own, without its number
+            line = _LIST_ITEM.sub("", line).rstrip()
+            line += "" if not line or _SENTENCE_DONE.search(line) else "."
         kept.append(line)
     text = _ANSWER_LABEL.sub("", "\n".join(kept).strip(), count=1).strip()
     if truncated and text and not _COMPLETE_END.search(text):
