@@ -6,7 +6,7 @@ import argparse
 import json
 
 from vertjax import gin_utils
-from vertjax.commands import consistency
+from vertjax.commands import consistency, flags
 
 HELP = (
     "evaluate: `vertjax eval ppl --gin_file=runs/eval.gin --gin.CHECKPOINT=...` | "
@@ -33,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     retrieval.add_argument(
         "--retrievers", default="bm25,dense,hybrid", help="comma-separated: bm25, dense, hybrid"
     )
-    retrieval.add_argument("--keywords", action="store_true", help="also with lexical keywords")
+    flags.add_keyword_flags(
+        retrieval,
+        help_text="also score each system with keywords appended: lexical (the default when"
+        " bare) or llm (few-shot through --keywords_base_url)",
+    )
     retrieval.add_argument(
         "--no_rewrite", action="store_true", help="skip rewriting questions that have a history"
     )
@@ -71,7 +75,9 @@ def _run_retrieval(args: argparse.Namespace) -> int:
         indexes=indexes,
         out_dir=args.out or pathlib.Path(next(iter(indexes.values()))) / "eval",
         kinds=[k.strip() for k in args.retrievers.split(",") if k.strip()],
-        with_keywords=args.keywords,
+        keyword_kind=args.keywords,
+        keywords_base_url=args.keywords_base_url,
+        keywords_model=args.keywords_model,
         with_rewrite=not args.no_rewrite,
         verify=not args.no_verify,
     )

@@ -4,6 +4,7 @@ kept for one release as hidden aliases that still work and say on stderr what re
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -54,3 +55,20 @@ def add_flag(
             **alias_kwargs,
         )
     return action
+
+
+def add_keyword_flags(parser: argparse.ArgumentParser, *, help_text: str) -> None:
+    """`--keywords [lexical|llm]` (bare: lexical) and the LLM server it may use."""
+    parser.add_argument(
+        "--keywords",
+        nargs="?",
+        const="lexical",
+        choices=("lexical", "llm"),
+        help=help_text,
+    )
+    parser.add_argument(
+        "--keywords_base_url",
+        default=os.environ.get("OPENAI_BASE_URL"),
+        help="OpenAI-compatible server for --keywords llm (default: $OPENAI_BASE_URL)",
+    )
+    parser.add_argument("--keywords_model", help="the model that server serves (--keywords llm)")

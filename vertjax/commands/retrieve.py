@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vertjax.commands import flags
+
 HELP = "search an index: ranked passages with ids, titles and scores (bm25 | dense | hybrid)"
 
 
@@ -18,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="dense",
         help="bm25 and hybrid need an index built with --bm25",
     )
-    parser.add_argument(
-        "--keywords",
-        action="store_true",
-        help="search with lexically extracted keywords appended to the question",
+    flags.add_keyword_flags(
+        parser,
+        help_text="append keywords to the question: lexical (IDF, offline; the default when bare)"
+        " or llm (few-shot, ChatDoctor-style, through --keywords_base_url)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per hit")
     parser.add_argument("--width", type=int, default=200, help="text characters shown per hit")
@@ -38,9 +40,13 @@ def run(args: argparse.Namespace) -> int:
         raise errors.ConfigError(f"-k must be >= 1, got {args.k}")
     retriever = dense.open_retriever(args.index, args.retriever, verify=not args.no_verify)
     if args.keywords:
-        retriever = keywords.KeywordRetriever(
-            retriever, keywords.LexicalKeywords.from_index(args.index)
+        extractor = keywords.open_extractor(
+            args.keywords,
+            index_dir=args.index,
+            base_url=args.keywords_base_url,
+            model=args.keywords_model,
         )
+        retriever = keywords.KeywordRetriever(retriever, extractor)
     results = retriever.search(list(args.question), args.k)
     for question, hits in zip(args.question, results, strict=True):
         if args.json:

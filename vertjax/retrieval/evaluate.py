@@ -74,7 +74,9 @@ def evaluate_indexes(
     indexes: Mapping[str, PathLike],
     out_dir: PathLike,
     kinds: Sequence[str] = dense.KINDS,
-    with_keywords: bool = False,
+    keyword_kind: str | None = None,
+    keywords_base_url: str | None = None,
+    keywords_model: str | None = None,
     with_rewrite: bool = True,
     depth: int = 100,
     verify: bool = True,
@@ -84,7 +86,8 @@ def evaluate_indexes(
     Args:
       indexes: name -> index dir ("" as the name of a single index).
       kinds: which of "bm25", "dense", "hybrid" to score where an index has them.
-      with_keywords: also score each system with lexical keywords appended to the question.
+      keyword_kind: also score each system with keywords appended to the question: "lexical" or
+        "llm" (`keywords.open_extractor`, through the server at `keywords_base_url`).
       with_rewrite: score each system on rule-rewritten questions too when some have a history.
     """
     labelled = metrics.load_questions(questions)
@@ -95,8 +98,13 @@ def evaluate_indexes(
         rewriter = rewrite.RuleRewriter()
         variants["+rewrite"] = rewriter([histories.get(q.id, []) for q in labelled], texts)
     systems = _systems(indexes, kinds, verify=verify)
-    if with_keywords:
-        extractor = keywords.LexicalKeywords.from_index(next(iter(indexes.values())))
+    if keyword_kind:
+        extractor = keywords.open_extractor(
+            keyword_kind,
+            index_dir=next(iter(indexes.values())),
+            base_url=keywords_base_url,
+            model=keywords_model,
+        )
         systems.update(
             {
                 f"{n} +keywords": keywords.KeywordRetriever(r, extractor)

@@ -149,6 +149,35 @@ def from_generator(
     return generate
 
 
+KINDS = ("lexical", "llm")
+
+
+def open_extractor(
+    kind: str,
+    *,
+    index_dir: PathLike,
+    base_url: str | None = None,
+    model: str | None = None,
+    max_tokens: int = 32,
+) -> KeywordExtractor:
+    """The extractor `--keywords KIND` names: "lexical" (IDF from the index's passages) or "llm"
+    (`FewShotKeywords` through the OpenAI-compatible chat server at `base_url`, e.g. the local
+    llama.cpp server of `vertjax llm serve`, serving `model`)."""
+    if kind == "lexical":
+        return LexicalKeywords.from_index(index_dir)
+    if kind != "llm":
+        raise errors.ConfigError(f"--keywords {kind!r}: use one of {KINDS}")
+    if not base_url or not model:
+        raise errors.ConfigError(
+            "--keywords llm needs --keywords_base_url and --keywords_model (the OpenAI-compatible"
+            " server and model, e.g. those `vertjax llm serve` prints)"
+        )
+    from vertjax.generators.openai_chat import OpenAIChatGenerator
+
+    generator = OpenAIChatGenerator(base_url, model)
+    return FewShotKeywords(from_generator(generator, max_tokens=max_tokens))
+
+
 class T5Keywords:
     """ChatLaw-style: a T5 fine-tuned on `keywords: <question>` -> `k1, k2, ...` (greedy)."""
 
