@@ -1,19 +1,19 @@
 """`vertjax demo --llm`: the flag's wiring, and the stage comparing the local LLM's cited answers
-with the extractive generator's over the same passages (a tiny index; the real server for one
-test, marker llm)."""
+with the extractive generator's over the same passages (a tiny index; the whole stage with the
+real server in one test, marker llm)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 from conftest import tiny_corpus_records, write_tiny_pack
 
 from vertjax import errors
 from vertjax.commands import demo as demo_command
-from vertjax.demo import llm_answers, pipeline, state
-from vertjax.generators import local_server, openai_chat
-from vertjax.system import assistant, generation
+from vertjax.demo import llm_answers, pipeline, report, state
+from vertjax.system import assistant
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -93,27 +93,21 @@ def test_compare_judges_generators_over_the_same_passages(index_dir):
 
 
 @pytest.mark.llm
-def test_compare_with_the_real_local_llm(index_dir, tmp_path):
-    with local_server.LocalLLMServer(n_ctx=1024, log_path=tmp_path / "server.log") as server:
-        llm = generation.BackendAnswerGenerator(
-            openai_chat.OpenAIChatGenerator(
-                server.base_url, server.model_name, max_retries=0, concurrency=1
-            ),
-            max_tokens=40,
-        )
-        result = llm_answers.compare(
-            index_dir=index_dir,
-            generators={"extractive": generation.ExtractiveGenerator(), "llm": llm},
-            predict=assistant.LexicalScorer().predict,
-            questions=_questions(),
-        )
-    for row in result["answers"]:
-        assert row["llm"]["raw"].strip()  # the server answered
-        assert len(row["llm"]["verdicts"]) == len(row["llm"]["sentences"])
-        assert all(
-            v["status"] in ("supported", "unsupported", "contradicted")
-            for v in row["llm"]["verdicts"]
-        )
-    m = result["metrics"]["llm"]
-    assert 0.0 <= m["citation_recall"] <= 1.0 and m["seconds_per_answer"] > 0
-    assert "| llm |" in llm_answers.markdown(result, judge="lexical", model=server.model_name)
+def test_stage_answers_with_the_real_llm_and_reports_the_lexical_fallback(
+    index_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(llm_answers, "QUESTIONS", _questions()[:1])
+    config = state.DemoConfig(out=tmp_path, llm=True, llm_max_tokens=32)
+    answered = {"index_dir": str(index_dir), "markdown": "## Answering system"}
+    demo_state = state.DemoState(config=config, results={"answer": answered})
+    llm_answers.stage_llm_answers(demo_state)
+    saved = demo_state.results["llm_answers"]
+    assert "lexical fallback, not an NLI model" in saved["judge"]
+    assert set(saved["metrics"]) == {"extractive", "llm"} and saved["max_tokens"] == 32
+    [row] = json.loads((tmp_path / "llm_answers" / "results.json").read_text())["answers"]
+    assert row["llm"]["raw"].strip()  # the server answered, over the extractive's passages
+    assert len(row["llm"]["verdicts"]) == len(row["llm"]["sentences"])
+    section = report.write_report(demo_state).read_text()
+    assert "## Cited answers: local LLM vs extractive" in section and "| llm |" in section
+    llm_answers.stage_llm_answers(demo_state)  # a rerun resumes: nothing is asked again
+    assert demo_state.results["llm_answers"] is saved

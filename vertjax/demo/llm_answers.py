@@ -31,6 +31,7 @@ from vertjax.system import assistant, generation
 
 PathLike = str | os.PathLike
 EXAMPLES = 3  # questions whose answers the report shows, with verdicts
+QUESTIONS = DOMAIN_EVAL_QUESTIONS  # what the stage asks (the answering stage's held-out questions)
 
 
 def _judge(predict: postprocess.Predict, threshold: float) -> citations.Judge:
@@ -177,7 +178,9 @@ def stage_llm_answers(state: DemoState) -> None:
             domain=assistant.index_domain(index_dir),
         )
         generators = {"extractive": generation.ExtractiveGenerator(), "llm": llm}
-        result = compare(index_dir=index_dir, generators=generators, predict=predict)
+        result = compare(
+            index_dir=index_dir, generators=generators, predict=predict, questions=QUESTIONS
+        )
         model = server.model_name
     section = markdown(result, judge=judge, model=model)
     io_utils.atomic_write_json(out / "results.json", result)
