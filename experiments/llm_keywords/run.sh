@@ -15,7 +15,7 @@ mkdir -p "$WORK"
   --keywords lexical --out "$WORK/eval_lexical"
 "$VERTJAX" llm serve --port "$PORT" > "$WORK/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill -INT $SERVER 2>/dev/null || true' EXIT
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
 for _ in $(seq 1 60); do grep -q "model:" "$WORK/serve.log" && break; sleep 2; done
 MODEL="$(sed -n 's/^model: *//p' "$WORK/serve.log")"
 "$VERTJAX" eval retrieval --questions "$QUESTIONS" --index "$WORK/index" --retrievers bm25 \

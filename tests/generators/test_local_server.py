@@ -8,6 +8,7 @@ One server starts for the whole module (a few seconds); every request asks for f
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -189,7 +190,8 @@ def test_a_server_that_dies_at_start_is_a_config_error_with_its_log(tmp_path):
 
 
 @pytest.mark.llm
-def test_cli_serve_prints_the_base_url_and_stops_on_interrupt(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_serve_prints_the_base_url_and_stops_on_interrupt(tmp_path, signum):
     process = subprocess.Popen(
         [*VERTJAX_LLM_SERVE, "--n_ctx", "256", "--log", str(tmp_path / "server.log")],
         stdout=subprocess.PIPE,
@@ -202,7 +204,7 @@ def test_cli_serve_prints_the_base_url_and_stops_on_interrupt(tmp_path):
         url = first.split()[-1]
         with urllib.request.urlopen(url + "/models", timeout=5) as response:
             assert json.loads(response.read())["data"]
-        process.send_signal(2)  # Ctrl-C
+        process.send_signal(signum)  # Ctrl-C, or how `kill` / a service manager stops it
         assert process.wait(timeout=30) == 130
     finally:
         if process.poll() is None:

@@ -19,14 +19,16 @@ import importlib.util
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
 from vertjax import errors
@@ -230,11 +232,29 @@ class LocalLLMServer:
         self.stop()
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, systemd, docker stop) stops like Ctrl-C, so the `with` blocks it unwinds
+    stop the llama.cpp child instead of leaving it running without its parent."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve_forever(server: LocalLLMServer, *, announce: Sequence[str] = ()) -> None:
     """Starts `server`, prints its base URL and model (and the `announce` lines, with `{url}` and
-    `{model}` filled in), and blocks until the server exits or the user interrupts; the server
-    is stopped either way."""
-    with server:
+    `{model}` filled in), and blocks until the server exits or the user interrupts (Ctrl-C or
+    SIGTERM); the server is stopped either way."""
+    with _sigterm_as_interrupt(), server:
         print(f"base URL: {server.base_url}")
         print(f"model:    {server.model_name}")
         for line in announce:
