@@ -164,9 +164,9 @@ def write_report(state: DemoState) -> pathlib.Path:
             answer["markdown"],
             "",
         ]
-    llm = r.get("llm_answers")
-    if llm:
-        lines += [llm["markdown"], ""]
+    for name in ("llm_answers", "llm_keywords"):
+        if r.get(name):
+            lines += [r[name]["markdown"], ""]
     path = state.out / "report.md"
     io_utils.atomic_write_text(path, "\n".join(lines))
     return path
