@@ -153,13 +153,12 @@ class IndexDir:
     def shard_dirs(self) -> list[IndexDir]:
         """The shard folders of a sharded index ([self] for one index); a missing shard is an
         error naming the build command that makes it."""
-        record = self.read_shards()
-        if record is None:
-            return [self]
-        count = record["num_shards"]
-        shards = [self.shard(i, count) for i in range(count)]
+        shards = self._parts()
+        if shards == [self]:
+            return shards
         missing = [i for i, s in enumerate(shards) if not (s.root / BUILD_FILE).is_file()]
         if missing:
+            count = len(shards)
             raise errors.RetrievalIndexError(
                 f"{self.root}: shards {missing} of {count} are not built yet (run `vertjax index"
                 f" build ... --num_shards {count} --shard_id I` for each)"
