@@ -155,3 +155,15 @@ def test_two_processes_build_the_shards_in_parallel(tmp_path, tiny_vocab):
     assert found.returncode == 0, found.stderr[-2000:]
     ids = [json.loads(line)["id"] for line in found.stdout.splitlines()]
     assert sorted(ids) == sorted(r["id"] for r in tiny_corpus_records())
+
+
+def test_more_shards_than_passages_is_refused_before_anything_is_recorded(tmp_path):
+    passages = tmp_path / "three.jsonl"
+    io_utils.write_jsonl(passages, tiny_corpus_records(3))
+    out = tmp_path / "index"
+    with pytest.raises(errors.ConfigError, match="more shards than the 3 passages"):
+        encode.build_index(passages=passages, out=out, bm25=True, num_shards=4, shard_id=0)
+    assert not out.exists()
+    for shard in range(3):  # the corrected shard count is not refused as "other settings"
+        encode.build_index(passages=passages, out=out, bm25=True, num_shards=3, shard_id=shard)
+    assert len(dense.open_retriever(out, "bm25").search(["database"], 3)[0]) <= 3

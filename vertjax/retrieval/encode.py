@@ -343,14 +343,13 @@ def build_index(
     out, rows = root, None
     if num_shards > 1:
         root.check_owned(sharded=True)
-        _claim_shards(root, record, domain, num_shards)
         count = _count_passages(source)
-        rows = shard_rows(count, num_shards, shard_id)
-        if not rows:
+        if count < num_shards:  # before shards.json records a shard count no build can finish
             raise errors.ConfigError(
-                f"--num_shards {num_shards}: shard {shard_id} would hold none of the {count}"
-                " passages; use fewer shards"
+                f"--num_shards {num_shards}: more shards than the {count} passages; use fewer"
             )
+        _claim_shards(root, record, domain, num_shards)
+        rows = shard_rows(count, num_shards, shard_id)
         record = {**record, "shard": {"id": shard_id, "num_shards": num_shards}}
         out = root.shard(shard_id, num_shards)
     out.check_owned()
