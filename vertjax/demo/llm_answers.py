@@ -148,18 +148,23 @@ def markdown(result: Mapping[str, Any], *, judge: str, model: str) -> str:
     return "\n".join(lines)
 
 
+def answering_index(state: DemoState) -> pathlib.Path:
+    """The index the answering stage built, which the LLM stages search."""
+    answer = state.results.get("answer")
+    if not answer:
+        raise errors.ConfigError(
+            f"the LLM stage needs the answering stage's index in {state.out}; run the demo first"
+        )
+    return pathlib.Path(answer["index_dir"])
+
+
 def stage_llm_answers(state: DemoState) -> None:
     """`vertjax demo --llm`: the local LLM's cited answers beside the extractive ones."""
     from vertjax.generators import local_server, openai_chat
 
     if "llm_answers" in state.results:
         return
-    answer = state.results.get("answer")
-    if not answer:
-        raise errors.ConfigError(
-            f"the LLM stage needs the answering stage's index in {state.out}; run the demo first"
-        )
-    index_dir = pathlib.Path(answer["index_dir"])
+    index_dir = answering_index(state)
     nli_run, judge = consistency_judge(state)
     if nli_run is not None:
         predict = nli.Scorer.from_run_dir(nli_run, state.out / "vocab").predict

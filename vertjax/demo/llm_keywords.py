@@ -10,12 +10,12 @@ OpenAI-compatible server). The section reports recall@k per system and three que
 from __future__ import annotations
 
 import os
-import pathlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vertjax import errors, io_utils
+from vertjax import io_utils
+from vertjax.demo.llm_answers import answering_index
 from vertjax.demo.retrieval import LAY_QUESTIONS
 from vertjax.demo.state import DemoState, say
 from vertjax.retrieval import dense, keywords, metrics
@@ -89,12 +89,7 @@ def stage_llm_keywords(state: DemoState, *, questions: PathLike = LAY_QUESTIONS)
 
     if "llm_keywords" in state.results:
         return
-    answer = state.results.get("answer")
-    if not answer:
-        raise errors.ConfigError(
-            f"the LLM stage needs the answering stage's index in {state.out}; run the demo first"
-        )
-    index_dir = pathlib.Path(answer["index_dir"])
+    index_dir = answering_index(state)
     labelled = metrics.load_questions(questions)
     out = state.out / "llm_keywords"
     out.mkdir(parents=True, exist_ok=True)
