@@ -38,6 +38,15 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _tally(counts: dict[str, int], verdicts: list[tuple[bool, bool]]) -> None:
+    """Adds one answer's (contains, overlap) verdicts per sentence to the four counts."""
+    if verdicts:
+        counts["first_contains"] += verdicts[0][0]
+        counts["first_overlap"] += verdicts[0][1]
+    counts["any_contains"] += any(c for c, _ in verdicts)
+    counts["any_overlap"] += any(o for _, o in verdicts)
+
+
 def _lcs(a: list[str], b: list[str]) -> int:
     row = [0] * (len(b) + 1)
     for x in a:
@@ -84,11 +93,7 @@ def oracle(questions, hits_all, pack, selector, extractor) -> None:
         others = [h for h in selector(q["question"], hits) if h.id != good[0].id]
         sentences, _ = answer(q["question"], [*others[-3:], good[0]], lambda _, h: h, extractor)
         verdicts = [matches(s["text"], q["answers"]) for s in sentences]
-        if verdicts:
-            counts["first_contains"] += verdicts[0][0]
-            counts["first_overlap"] += verdicts[0][1]
-        counts["any_contains"] += any(c for c, _ in verdicts)
-        counts["any_overlap"] += any(o for _, o in verdicts)
+        _tally(counts, verdicts)
     print(f"oracle selection, all {len(questions)} questions:")
     for name, n in counts.items():
         print(f"  {name}: {n}/{len(questions)} = {n / len(questions):.3f}")
@@ -127,11 +132,7 @@ def main() -> None:
         if not in_top5:
             continue
         evaluated += 1
-        if verdicts:
-            counts["first_contains"] += verdicts[0][0]
-            counts["first_overlap"] += verdicts[0][1]
-        counts["any_contains"] += any(c for c, _ in verdicts)
-        counts["any_overlap"] += any(o for _, o in verdicts)
+        _tally(counts, verdicts)
     print(f"questions {len(questions)}, answering passage in top 5: {evaluated}")
     for name, n in counts.items():
         print(f"{name}: {n}/{evaluated} = {n / max(evaluated, 1):.3f}")
