@@ -218,52 +218,37 @@ def test_relevance_is_high_for_an_on_topic_sentence_and_low_for_an_off_topic_one
     assert cup("The replica copies the world record.") < 0.5  # unseen words weigh the most
 
 
-def test_what_is_questions_prefer_the_definition_over_a_mention():
-    passages = [
-        Hit(
-            1,
-            "p1",
+@pytest.mark.parametrize(
+    "question, title, text, expected",
+    [
+        pytest.param(
+            "What is WAL mode?",
             "Journals",
-            1.0,
             "Many busy servers switch the journal to WAL mode at start-up for speed. "
             "WAL mode is a journaling method that appends changes to a separate log file.",
-        )
-    ]
-    [first] = generation.ExtractiveGenerator(max_sentences=1).generate(
-        "What is WAL mode?", passages
-    )
-    assert first["text"].startswith("WAL mode is a journaling method")
-
-
-def test_how_to_questions_prefer_the_instruction_with_the_asked_verb():
-    passages = [
-        Hit(
-            1,
-            "p1",
+            "WAL mode is a journaling method",
+            id="what-is-prefers-the-definition-over-a-mention",
+        ),
+        pytest.param(
+            "How do I compress log files?",
             "Compression",
-            1.0,
             "Compressed archives of the log files are smaller on disk. "
             "Use the gzip option to compress archives of the log files.",
-        )
-    ]
-    [first] = generation.ExtractiveGenerator(max_sentences=1).generate(
-        "How do I compress log files?", passages
-    )
-    assert first["text"].startswith("Use the gzip option")
-
-
-def test_navigation_sentences_count_half():
-    passages = [
-        Hit(
-            1,
-            "p1",
+            "Use the gzip option",
+            id="how-to-prefers-the-instruction-with-the-asked-verb",
+        ),
+        pytest.param(
+            "Can I backup a live database?",
             "Index",
-            1.0,
             "Backup → The Backup Interface | Online Backup | Hot Copies Of A Live Database. "
             "The backup call copies a live database into another file page by page.",
-        )
-    ]
+            "The backup call copies",
+            id="navigation-sentences-count-half",
+        ),
+    ],
+)
+def test_question_form_cues_pick_the_answering_sentence(question, title, text, expected):
     [first] = generation.ExtractiveGenerator(max_sentences=1).generate(
-        "Can I backup a live database?", passages
+        question, [Hit(1, "p1", title, 1.0, text)]
     )
-    assert first["text"].startswith("The backup call copies")
+    assert first["text"].startswith(expected)
