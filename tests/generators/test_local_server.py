@@ -74,6 +74,17 @@ def test_output_cut_at_max_tokens_is_returned_and_flagged(generator):
     assert longer.text.startswith(cut.text)  # the cut text is what the model wrote, not junk
 
 
+@pytest.mark.llm
+def test_real_streamed_completion_is_token_deltas_of_the_same_text(generator):
+    prompt = "Write a long story about a dragon who learns Python."
+    (whole,) = generator.complete([prompt], max_tokens=12, temperature=0.0, seed=0)
+    deltas = list(generator.stream(prompt, max_tokens=12, temperature=0.0, seed=0))
+    assert len([d for d in deltas if d.text]) > 3  # a piece per token or so, not one reply
+    assert "".join(d.text for d in deltas) == whole.text  # greedy: the same text either way
+    assert deltas[-1].finish_reason == whole.finish_reason == "length"
+    assert all(d.finish_reason is None for d in deltas[:-1])
+
+
 PASSAGE = {
     "id": "json.dumps",
     "title": "json > json.dumps(obj)",

@@ -31,6 +31,8 @@ class _FakeServer:
                 )
                 status, payload, delay = outer.script(len(outer.requests), body)
                 time.sleep(delay)
+                if isinstance(payload, list):
+                    return self._events(payload)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -38,6 +40,23 @@ class _FakeServer:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _events(self, events):
+                """Server-sent events: each bytes item written as it comes, a number is a pause;
+                the end of the list closes the connection (no Content-Length)."""
+                self.close_connection = True
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for event in events:
+                        if isinstance(event, bytes):
+                            self.wfile.write(event)
+                            self.wfile.flush()
+                        else:
+                            time.sleep(event)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -150,3 +169,77 @@ def test_complete_reports_finish_reason_and_generate_keeps_the_cut_text(serve):
         ("text c", None, False),
     ]
     assert client.generate(["b"], max_tokens=8, temperature=0, seed=0) == ["text b"]
+
+
+def _chunk(content=None, finish=None, **delta):
+    """One `data:` event of a streamed chat completion."""
+    if content is not None:
+        delta["content"] = content
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _stream(client, prompt="p"):
+    return list(client.stream(prompt, max_tokens=8, temperature=0, seed=5))
+
+
+def test_stream_yields_the_deltas_as_sent_with_the_finish_reason_last(serve):
+    events = [
+        b": a comment line, then an event type and an id\n",
+        b"event: message\nid: 1\n" + _chunk("", role="assistant"),
+        _chunk("Lists are "),
+        b'data: {"choices": [{"delta": {"content":\ndata: "mutable [1]."}}]}\n\n',  # two lines
+        _chunk(None, "stop"),
+        b'data: {"choices": [], "usage": {"completion_tokens": 4}}\n\n',
+        DONE,
+    ]
+    server = serve(lambda n, body: (200, events, 0))
+    client = _client(server)
+    deltas = _stream(client)
+    assert [(d.text, d.finish_reason) for d in deltas] == [
+        ("Lists are ", None),
+        ("mutable [1].", None),
+        ("", "stop"),
+    ]
+    body = server.requests[0]["body"]
+    assert body["stream"] is True and body["messages"][0]["content"] == "p"
+    plain = serve(lambda n, body: (200, _completion("x"), 0))
+    client_plain = _client(plain)
+    client_plain.complete(["p"], max_tokens=8, temperature=0, seed=5)
+    assert body["seed"] == plain.requests[0]["body"]["seed"]  # same request as complete()
+
+
+def test_stream_retries_until_the_server_starts_answering(serve):
+    events = [_chunk("ok", "stop"), DONE]
+    server = serve(lambda n, body: (503, {"error": "busy"}, 0) if n == 1 else (200, events, 0))
+    assert "".join(d.text for d in _stream(_client(server))) == "ok"
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("tail", "match"),
+    [
+        ([b'data: {"error": {"message": "out of memory", "code": 500}}\n\n'], "failed after 6 "),
+        ([b"data: {not json\n\n"], "not a chat completion chunk after 6 "),
+        ([], "ended after 6 characters without \\[DONE\\]"),
+        ([1.0, DONE], "broke after 6 characters .*TimeoutError"),
+    ],
+)
+def test_a_stream_failing_midway_is_one_backend_error_after_the_text_so_far(serve, tail, match):
+    server = serve(lambda n, body: (200, [_chunk("Lists "), *tail], 0))
+    got = []
+    with pytest.raises(errors.BackendError, match=match):
+        for delta in _client(server, timeout=0.3).stream("p", max_tokens=8, temperature=0, seed=0):
+            got.append(delta.text)
+    assert got == ["Lists "] and len(server.requests) == 1  # never retried once started
+
+
+def test_stream_accepts_an_end_after_the_finish_reason_and_a_plain_json_reply(serve):
+    server = serve(lambda n, body: (200, [_chunk("done", "length")], 0))
+    [delta] = _stream(_client(server))
+    assert delta.text == "done" and delta.truncated
+    plain = serve(lambda n, body: (200, _completion("whole reply"), 0))
+    assert [d.text for d in _stream(_client(plain))] == ["whole reply"]
