@@ -148,6 +148,69 @@ def test_backend_generator_drops_the_unfinished_sentence_of_a_truncated_reply():
     assert gen.last_text.endswith("Then the")
 
 
+class _Streaming(_Truncating):
+    """A backend that also streams: `reply` three characters a delta, then `finish`."""
+
+    def __init__(self, reply: str, finish: str):
+        super().__init__(reply)
+        self.finish, self.sent = finish, 0
+
+    def complete(self, prompts, **options):
+        from vertjax.generators.openai_chat import Completion
+
+        return [Completion(t, self.finish) for t in self.generate(prompts, **options)]
+
+    def stream(self, prompt, *, max_tokens, temperature, seed):
+        from vertjax.generators.openai_chat import Completion
+
+        self.prompts.append(prompt)
+        for start in range(0, len(self.reply), 3):
+            self.sent = start + 3
+            yield Completion(self.reply[start : start + 3])
+        yield Completion("", self.finish)
+
+
+@pytest.mark.parametrize(
+    ("reply", "finish"),
+    [
+        ("Old pages are compressed [2]. Replicas copy WAL [1][7].", "stop"),
+        (
+            "Question: How do I read a file?\nAnswer: Loop over the file object [3].\n```python\n"
+            "for line in f: pass\n```\nIt is fast [3].\n\nQuestion: What is finally?\nAnswer: No.",
+            "stop",
+        ),
+        ("The answer to your question is:\n\nHere is how:\n1. Open it [1]\n2. Loop over it.", None),
+        ("The library opens at 9 am. Pages compress [2]. (See [1, 2].) The", "length"),
+        ("Old pages are compressed. [Passage 2] Then the", "length"),
+    ],
+)
+def test_backend_stream_gives_generates_sentences_each_once_the_next_has_begun(reply, finish):
+    backend = _Streaming(reply, finish)
+    gen = generation.BackendAnswerGenerator(backend)
+    whole = gen.generate("What happens to old pages?", PASSAGES)
+    assert whole
+    streamed, arrived = [], []
+    for sentence in gen.stream("What happens to old pages?", PASSAGES):
+        streamed.append(sentence)
+        arrived.append(backend.sent)
+    assert streamed == whole and gen.last_text == reply
+    assert backend.prompts[0] == backend.prompts[1]  # the same prompt either way
+    assert arrived[0] < len(reply)  # the first sentence came before the reply ended
+
+
+def test_backend_stream_yields_a_sentence_when_the_next_one_begins():
+    reply = "Old pages are compressed [2]. Replicas copy WAL [1]."
+    backend = _Streaming(reply, "stop")
+    stream = generation.BackendAnswerGenerator(backend).stream("Why?", PASSAGES)
+    assert next(stream) == {"text": "Old pages are compressed.", "citations": [2]}
+    assert reply.index("R") < backend.sent <= reply.index("R") + 3
+    assert list(stream) == [{"text": "Replicas copy WAL.", "citations": [1]}]
+    truncated = generation.BackendAnswerGenerator(_Truncating("Old pages compress. [Passage 2] X"))
+    assert truncated.generate("Why?", PASSAGES) == [
+        {"text": "Old pages compress.", "citations": [2]}
+    ]
+
+
 class _CharVocab:
     """Characters as ids 2..65 (no SentencePiece/TensorFlow needed for plumbing)."""
 

@@ -1,19 +1,23 @@
 """The LLM answer generator against the real local server (`make llm`, SmolLM2-135M-Instruct):
-the prompt it sends, what it parses from the real reply, and the assistant's per-sentence NLI
-verdicts and post-processing policy applied to its sentences as to the extractive generator's.
+the prompt it sends, what it parses from the real reply, the assistant's per-sentence NLI
+verdicts and post-processing policy applied to its sentences as to the extractive generator's,
+and `vertjax serve` streaming its sentences to the official `openai` client.
 
 One server for the module; every request asks for few tokens.
 """
 
 from __future__ import annotations
 
+import threading
+
+import openai
 import pytest
 
 from vertjax import io_utils
 from vertjax.consistency import citations
 from vertjax.generators import local_server, openai_chat
 from vertjax.retrieval.types import Hit
-from vertjax.system import assistant, generation
+from vertjax.system import assistant, generation, server
 
 PASSAGES = [
     Hit(
@@ -46,6 +50,15 @@ class _Recording:
         self.prompts += list(prompts)
         self.replies += done
         return done
+
+    def stream(self, prompt, **options):
+        self.prompts.append(prompt)
+        deltas = []
+        for delta in self.backend.stream(prompt, **options):
+            deltas.append(delta)
+            yield delta
+        text = "".join(d.text for d in deltas)
+        self.replies.append(openai_chat.Completion(text, deltas[-1].finish_reason))
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +155,34 @@ def test_assistant_checks_and_postprocesses_the_llm_sentences(backend, tmp_path,
     else:
         assert result.removed_sentences == 0
         assert len(result.sentences) == len(written["sentences"])
+
+
+@pytest.mark.llm
+def test_vertjax_serve_streams_the_llm_answer_sentence_by_sentence(backend, tmp_path, monkeypatch):
+    system = assistant.offline_assistant(
+        index_dir=tmp_path / "index", pack_dir=_pack(tmp_path / "pack"), postprocess_policy="flag"
+    )
+    system.generator = generation.BackendAnswerGenerator(backend, max_tokens=48, domain="Python")
+    monkeypatch.delenv(server.API_KEY_ENV, raising=False)
+    httpd = server.make_server(system, server.ServerConfig(port=0))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    host, port = httpd.server_address[:2]
+    client = openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "How do I read a file line by line?"}]
+    try:
+        chunks = list(client.chat.completions.create(model="v", messages=messages, stream=True))
+        streamed = backend.replies[-1]
+        plain = client.chat.completions.create(model="v", messages=messages)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert backend.replies[-1].text == streamed.text  # greedy: the same reply streamed or not
+    result = chunks[-1].vertjax
+    pieces = [c.choices[0].delta.content for c in chunks[1:-1]]
+    assert "".join(pieces) == result["answer"] == plain.choices[0].message.content
+    assert result["sentences"], "the LLM wrote no answer sentence"
+    # one piece per judged sentence (each with its verdict), then the trust line and sources
+    assert len(pieces) == len(result["sentences"]) + 1 and pieces[-1].startswith("\nTrust:")
+    for piece, sentence in zip(pieces, result["sentences"], strict=False):
+        assert sentence["status"] in ("supported", "unsupported", "contradicted")
+        assert piece.endswith("[unsupported]") == (sentence["status"] != "supported")

@@ -1,31 +1,48 @@
-"""`vertjax serve`'s chat endpoint through the official `openai` Python client, streamed or not."""
+"""`vertjax serve`'s chat endpoint through the official `openai` Python client, streamed or not:
+the extractive generator's answers, and an LLM-like generator's sentences streamed one by one as
+they are written and judged (flag / drop / regenerate), with failures midway."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import openai
 import pytest
 from system_helpers import build_index, make_assistant
 
-from vertjax.system import http_api, server
+from vertjax import errors
+from vertjax.system import generation, server
 
 QUESTION = "What does the cache flush and what does the parser read?"
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    """An OpenAI client against a keyless server on a free 127.0.0.1 port (port 0)."""
-    bot = make_assistant(build_index(tmp_path_factory.mktemp("index")))
+@contextlib.contextmanager
+def _serving(bot, **options):
+    """An OpenAI client against a keyless server for `bot` on a free 127.0.0.1 port (port 0)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(server.API_KEY_ENV, raising=False)
-        httpd = server.make_server(bot, server.ServerConfig(host="127.0.0.1", port=0))
+        config = server.ServerConfig(host="127.0.0.1", port=0, **options)
+        httpd = server.make_server(bot, config)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     host, port = httpd.server_address[:2]
-    yield openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key="unused", max_retries=0)
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key="unused", max_retries=0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    return build_index(tmp_path_factory.mktemp("index"))
+
+
+@pytest.fixture(scope="module")
+def client(index):
+    with _serving(make_assistant(index)) as c:
+        yield c
 
 
 def _ask(client, question, **options):
@@ -77,13 +94,92 @@ def test_bad_input_is_a_400_before_any_chunk(client, stream):
     assert caught.value.status_code == 400
 
 
-def test_answer_pieces_are_sentences_and_lines_that_join_to_the_answer():
-    text = "The cache flushes [1]. The parser reads [2][3]. [unsupported] Done\nSources:\n[1] a.txt"
-    assert http_api.answer_pieces(text) == [
-        "The cache flushes [1]. ",
-        "The parser reads [2][3]. [unsupported] ",
-        "Done\n",
-        "Sources:\n",
-        "[1] a.txt",
+class _Writer:
+    """An LLM-like generator that streams (as `BackendAnswerGenerator` does): a sentence quoted
+    from the last passage, then, once `gate` is set (by the client having received the first
+    one) or after 5 s, a made-up one citing passage 1 and another quote; or `fail` instead."""
+
+    name = "writer"
+
+    def __init__(self, fail: Exception | None = None):
+        self.gate, self.fail, self.waited_out = threading.Event(), fail, False
+
+    def generate(self, question, passages):
+        quotes = [generation.passage_sentences(p.text)[0] for p in passages]
+        return [
+            {"text": quotes[-1], "citations": [len(passages)]},
+            {"text": "Zebras fly over the moon every night.", "citations": [1]},
+            {"text": quotes[0], "citations": [1]},
+        ]
+
+    def stream(self, question, passages):
+        first, *rest = self.generate(question, passages)
+        yield first
+        self.waited_out = not self.gate.wait(5.0)
+        if self.fail is not None:
+            raise self.fail
+        yield from rest
+
+
+def _stream_pieces(client, writer):
+    """The streamed chunks; the writer may go on once the first content piece is in."""
+    chunks = []
+    for chunk in _ask(client, "What does the cache flush?", stream=True):
+        chunks.append(chunk)
+        if chunk.choices and chunk.choices[0].delta.content:
+            writer.gate.set()
+    return chunks
+
+
+@pytest.mark.parametrize("policy", ["flag", "drop", "regenerate"])
+def test_llm_sentences_stream_as_each_is_written_and_judged(index, policy):
+    writer = _Writer()
+    bot = make_assistant(index, generator=writer, postprocess_policy=policy)
+    with _serving(bot) as c:
+        chunks = _stream_pieces(c, writer)
+        plain = _ask(c, "What does the cache flush?")
+    assert not writer.waited_out  # sentence 1 reached the client before sentence 2 was written
+    pieces = [c.choices[0].delta.content for c in chunks[1:-1]]
+    result = chunks[-1].vertjax
+    assert "".join(pieces) == result["answer"] == plain.choices[0].message.content
+    assert [s["text"] for s in result["sentences"]] == [
+        s["text"] for s in plain.vertjax["sentences"]
     ]
-    assert http_api.answer_pieces("") == []
+    made_up = "Zebras"
+    assert pieces[0].startswith(result["sentences"][0]["text"][:-1])  # the quote, first
+    assert result["sentences"][0]["status"] == "supported"
+    second = pieces[1]
+    if policy == "flag":  # sent at once, with its verdict
+        assert second.startswith(" Zebras") and second.endswith("[1]. [unsupported]")
+        assert result["sentences"][1]["status"] == "unsupported"
+    elif policy == "drop":  # never sent
+        assert made_up not in "".join(pieces) and result["removed_sentences"] == 1
+    else:  # its checked replacement, a quote of the passage it cited
+        assert made_up not in "".join(pieces) and result["sentences"][1]["regenerated"]
+    assert pieces[-1].startswith("\nTrust:")  # the trust line and sources once all is judged
+
+
+def test_an_llm_failing_midway_is_an_error_event_and_before_any_text_a_502(index):
+    writer = _Writer(fail=errors.BackendError("http://llm/v1: the stream broke"))
+    with _serving(make_assistant(index, generator=writer)) as c:
+        with pytest.raises(openai.APIError, match="the LLM server failed") as midway:
+            _stream_pieces(c, writer)
+        assert not isinstance(midway.value, openai.APIStatusError)  # the 200 was already out
+
+        class _Down(_Writer):
+            def stream(self, question, passages):
+                raise errors.BackendError("http://llm/v1: no answer after 1 attempt(s)")
+                yield
+
+    with _serving(make_assistant(index, generator=_Down())) as c:
+        with pytest.raises(openai.InternalServerError, match="the LLM server failed") as before:
+            list(_ask(c, "What does the cache flush?", stream=True))
+    assert before.value.status_code == 502
+
+
+def test_an_answer_past_the_request_timeout_midway_is_a_504_error_event(index):
+    writer = _Writer()  # never let go: waits 5 s after its first sentence
+    with _serving(make_assistant(index, generator=writer), request_timeout=1.0) as c:
+        with pytest.raises(openai.APIError, match="took too long"):
+            list(_ask(c, "What does the cache flush?", stream=True))
+    writer.gate.set()  # lets the abandoned answer end

@@ -4,6 +4,8 @@
 retrieval, reasoning/answering) and returns an `AnswerResult`: the rewritten question, its
 sub-questions with their domain verdicts, retrieved and selected passages, answer sentences with
 citations and per-sentence consistency verdicts, timings per stage, and a refusal flag + reason.
+`Assistant.answer_stream` gives the same answer's text piece by piece as each sentence is written
+and judged (what `vertjax serve` streams).
 
 Each sub-question is retrieved and answered on its own; the answers are merged and every citation
 `[n]` points into the merged `selected` list, whose passages say where they come from (`doc_id`,
@@ -22,7 +24,7 @@ import os
 import pathlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from vertjax import errors
@@ -283,6 +285,31 @@ class Assistant:
 
     def answer(self, question: str, history: Sequence[Any] = ()) -> AnswerResult:
         """Answers one turn; `history` holds earlier turns (strings or `{role, content}`)."""
+        *_, result = self._answer(question, history, stream=False)
+        return result
+
+    def answer_stream(
+        self, question: str, history: Sequence[Any] = ()
+    ) -> Iterator[str | AnswerResult]:
+        """`answer`, with the answer's text as it becomes final: pieces of text (str) that join
+        to `AnswerResult.answer`, then the `AnswerResult` itself.
+
+        A sentence is sent once it is complete and judged: from a generator that streams
+        (`BackendAnswerGenerator`), each sentence is checked by the consistency scorer as soon
+        as the LLM has written it, and goes out with its verdict applied: `flag` sends it (with
+        the marker when unsupported), `drop` only when supported, `regenerate` the sentence or
+        its checked replacement. Nothing is sent that the policy may still remove. A generator
+        that does not stream (extractive, T5) gives its sentences together; refusals, the
+        "Trust:" line and the sources come last, once every sentence is in.
+        """
+        return self._answer(question, history, stream=True)
+
+    def _answer(
+        self, question: str, history: Sequence[Any], *, stream: bool
+    ) -> Iterator[str | AnswerResult]:
+        """The pipeline, yielding the answer's text pieces then the result; sentences are
+        checked one by one as a streaming generator writes them when `stream`, else each
+        sub-question's in one batch."""
         if not isinstance(question, str) or not question.strip():
             raise errors.ConfigError("the question must be a non-empty string")
         timer = _Timer()
@@ -318,25 +345,42 @@ class Assistant:
                     number[h.id] = len(selected)
         t = timer.stage("select", t)
         raw: list[dict[str, Any]] = []
+        sentences: list[AnswerSentence] = []
+        pieces: list[str] = []  # the answer's text as sent
+        removed = 0
         for i, chosen in chosen_per_sub.items():
-            for s in self.generator.generate(subs[i].text, chosen):
-                if any(r["text"] == s["text"] for r in raw):
-                    continue  # two sub-questions answered by the same sentence
-                cited = [number[chosen[c - 1].id] for c in s["citations"] if 1 <= c <= len(chosen)]
-                raw.append({"text": s["text"], "citations": list(dict.fromkeys(cited)), "sub": i})
-        t = timer.stage("generate", t)
-        sentences, removed = self._check(raw, selected, relevance)
-        timer.stage("consistency", t)
+            for batch in self._generated(subs[i].text, chosen, stream=stream):
+                t = timer.stage("generate", t)
+                part = []
+                for s in batch:
+                    if any(r["text"] == s["text"] for r in raw):
+                        continue  # two sub-questions answered by the same sentence
+                    cited = [
+                        number[chosen[c - 1].id] for c in s["citations"] if 1 <= c <= len(chosen)
+                    ]
+                    part.append({"text": s["text"], "citations": list(dict.fromkeys(cited))})
+                    raw.append({**part[-1], "sub": i})
+                kept, dropped = self._check(part, i, selected, relevance[i])
+                removed += dropped
+                t = timer.stage("consistency", t)
+                for s in kept:
+                    pieces.append((" " if sentences else "") + self._shown(s))
+                    sentences.append(s)
+                    yield pieces[-1]
+                t = time.perf_counter()  # the caller's time with a piece is no stage's
         refused, reason, kind = self._refusal(subs, sentences, removed)
         trust = None if refused else self._trust(sentences)
-        return AnswerResult(
+        pieces.append(self._render_tail(subs, sentences, selected, kind, reason, trust))
+        if pieces[-1]:
+            yield pieces[-1]
+        yield AnswerResult(
             question=question,
             rewritten_question=rewritten,
             sub_questions=subs,
             retrieved=retrieved,
             selected=selected,
             sentences=sentences,
-            answer=self._render(subs, sentences, selected, kind, reason, trust),
+            answer="".join(pieces),
             refused=refused,
             refusal_reason=reason,
             timings_ms=timer.total(),
@@ -348,48 +392,56 @@ class Assistant:
             trust_label=None if trust is None else self._trust_label(trust),
         )
 
+    def _generated(
+        self, question: str, passages: list[Hit], *, stream: bool
+    ) -> Iterator[list[generation.Sentence]]:
+        """The generator's sentences for one sub-question: one at a time as it writes them when
+        `stream` and it can (`stream` method), else all in one list."""
+        if stream and hasattr(self.generator, "stream"):
+            for sentence in self.generator.stream(question, passages):
+                yield [sentence]
+        else:
+            yield self.generator.generate(question, passages)
+
     def _check(
         self,
-        raw: list[dict[str, Any]],
+        part: list[dict[str, Any]],
+        sub: int,
         selected: list[Passage],
-        relevance: Mapping[int, generation.QuestionRelevance],
+        relevance: generation.QuestionRelevance,
     ) -> tuple[list[AnswerSentence], int]:
-        """NLI verdicts per sentence and the post-processing policy (skipped without a scorer),
-        and each kept sentence's relevance to its sub-question."""
-
-        def sentence(s: Mapping[str, Any], sub: int) -> AnswerSentence:
-            status = s.get("status", "unchecked")
-            titles = " ".join(selected[c - 1].title for c in s["citations"])
-            score = round(relevance[sub](s["text"], titles), 4)
-            return AnswerSentence(
-                text=s["text"],
-                citations=list(s["citations"]),
-                passage_ids=[selected[c - 1].id for c in s["citations"]],
-                sub_question=sub,
-                status=status,
-                p_entailment=s.get("p_entailment"),
-                supported=None if status == "unchecked" else status == "supported",
-                regenerated=bool(s.get("regenerated", False)),
-                relevance=score,
-                relevant=score >= self.min_relevance,
-            )
-
-        if self.consistency_scorer is None or not raw:
-            return [sentence(s, s["sub"]) for s in raw], 0
-        out: list[AnswerSentence] = []
+        """NLI verdicts for sentences of sub-question `sub` (one batch) and the post-processing
+        policy (skipped without a scorer), and each kept sentence's relevance to `sub`;
+        returns the kept sentences and how many were removed."""
         removed = 0
-        records = [{"title": p.title, "text": p.text or ""} for p in selected]
-        for sub in dict.fromkeys(s["sub"] for s in raw):  # per sub-question, in order
-            part = [s for s in raw if s["sub"] == sub]
+        if self.consistency_scorer is not None and part:
             checked = postprocess.postprocess_answer(
                 part,
-                records,
+                [{"title": p.title, "text": p.text or ""} for p in selected],
                 predict=self.consistency_scorer.predict,
                 config=self.postprocess_config,
                 regenerate=generation.quote_source,
             )
-            out += [sentence(s, sub) for s in checked["sentences"]]
-            removed += checked["removed"]
+            part, removed = checked["sentences"], checked["removed"]
+        out = []
+        for s in part:
+            status = s.get("status", "unchecked")
+            titles = " ".join(selected[c - 1].title for c in s["citations"])
+            score = round(relevance(s["text"], titles), 4)
+            out.append(
+                AnswerSentence(
+                    text=s["text"],
+                    citations=list(s["citations"]),
+                    passage_ids=[selected[c - 1].id for c in s["citations"]],
+                    sub_question=sub,
+                    status=status,
+                    p_entailment=s.get("p_entailment"),
+                    supported=None if status == "unchecked" else status == "supported",
+                    regenerated=bool(s.get("regenerated", False)),
+                    relevance=score,
+                    relevant=score >= self.min_relevance,
+                )
+            )
         return out, removed
 
     def _refusal(
@@ -422,10 +474,18 @@ class Assistant:
             return "may not address the question (support not checked)"
         return f"{TRUST_LABELS[trust]} (support not checked)"
 
-    def _render(self, subs, sentences, selected, kind: str | None, reason, trust) -> str:
-        """The user-facing text: cited sentences, notes on refused parts, the trust line and the
-        sources; a refusal says why (outside the domain, nothing in the documents answers it, or
-        every sentence was dropped as unsupported)."""
+    def _shown(self, sentence: AnswerSentence) -> str:
+        """One answer sentence as the user sees it: cited, with the flag marker when it is not
+        supported (an unchecked one is shown as is)."""
+        status = "supported" if sentence.status == "unchecked" else sentence.status
+        shown = {"text": sentence.text, "citations": sentence.citations, "status": status}
+        return postprocess.render([shown], flag_marker=self.postprocess_config.flag_marker)
+
+    def _render_tail(self, subs, sentences, selected, kind: str | None, reason, trust) -> str:
+        """What the user-facing text holds after the answer sentences (the `_shown` sentences
+        joined by spaces): notes on refused parts, the trust line and the sources, each on a
+        line of its own; for a refusal (no sentences), the whole text saying why (outside the
+        domain, nothing in the documents answers it, or every sentence was dropped)."""
         if kind == NO_ANSWER_KIND:
             return f"I could not answer: {NO_ANSWER}."
         if kind == ALL_DROPPED_KIND:
@@ -433,23 +493,14 @@ class Assistant:
         if kind is not None:
             kinds = dict.fromkeys(s.refusal_kind for s in subs)
             return "\n".join(self.refusal_messages[k] for k in kinds if k in self.refusal_messages)
-        shown = [
-            {
-                "text": s.text,
-                "citations": s.citations,
-                "status": "supported" if s.status == "unchecked" else s.status,
-            }
-            for s in sentences
-        ]
-        lines = [postprocess.render(shown, flag_marker=self.postprocess_config.flag_marker)]
-        lines += [f"({s.text} Not answered: {s.reason}.)" for s in subs if s.refused]
+        lines = [f"({s.text} Not answered: {s.reason}.)" for s in subs if s.refused]
         best = max((s.relevance or 0.0 for s in sentences), default=0.0)
         lines.append(f"Trust: {self._trust_label(trust)} (best relevance {best:.2f}).")
         cited = sorted({c for s in sentences for c in s.citations})
         if cited:
             lines.append("Sources:")
             lines += [f"[{c}] {selected[c - 1].citation()}" for c in cited]
-        return "\n".join(lines)
+        return "".join("\n" + line for line in lines)
 
 
 @dataclasses.dataclass(frozen=True)

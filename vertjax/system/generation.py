@@ -9,7 +9,9 @@ with 1-based citations into `passages` (the selected passages, in prompt order):
   (`answer with citations: question: ... passages: [1] ...`); greedy decoding goes through lossless
   reference decoding (`vertjax.models.reference_decoding`) with the passages as the copy source.
 - `BackendAnswerGenerator`: any `vertjax.generators.Generator`, e.g. an OpenAI-compatible
-  server, prompted with the numbered passages and asked to cite them as [n].
+  server, prompted with the numbered passages and asked to cite them as [n]. Its `stream` yields
+  each sentence as soon as the LLM has finished writing it (a generator with `stream` is one the
+  `Assistant` can stream sentence by sentence; the others answer all at once).
 `quote_source` is a `regenerate` callable for the consistency post-processing policy.
 """
 
@@ -20,7 +22,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -389,35 +391,65 @@ class BackendAnswerGenerator:
         self.name = f"backend:{getattr(generator, 'name', type(generator).__name__)}"
         self.last_text = ""
 
-    def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
+    def _prompt(self, question: str, passages: Sequence[Hit]) -> str:
         numbered = "\n".join(
             citations.format_passage(i, p) for i, p in enumerate(_passage_records(passages), 1)
         )
-        prompt = self.prompt.format(
+        return self.prompt.format(
             passages=numbered, question=question.strip(), domain=self.domain or NEUTRAL_DOMAIN
         )
-        options = {
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "seed": self.seed,
-        }
-        if hasattr(self.generator, "complete"):  # knows when max_tokens cut the answer
-            [done] = self.generator.complete([prompt], **options)
-            text, truncated = done.text, done.truncated
-        else:
-            [text] = self.generator.generate([prompt], **options)
-            truncated = False
-        self.last_text = text
-        parsed = citations.parse_answer(
-            answer_text(text, truncated=truncated), num_passages=len(passages)
-        )["sentences"]
-        # A sentence copied from the prompt's own wording (its worked example) answers nothing.
+
+    def _options(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "seed": self.seed}
+
+    def _parse(self, text: str, *, truncated: bool, num_passages: int) -> list[Sentence]:
+        """The reply's sentences (`answer_text`, then `citations.parse_answer`)."""
+        cleaned = answer_text(text, truncated=truncated)
+        return citations.parse_answer(cleaned, num_passages=num_passages)["sentences"]
+
+    def _answers(self, sentence: Sentence) -> bool:
+        """False for a sentence copied from the prompt's own wording (its worked example)."""
         scaffold = " ".join(
             self.prompt.format(passages="", question="", domain=self.domain or NEUTRAL_DOMAIN)
             .lower()
             .split()
         )
-        return [s for s in parsed if s["text"].lower().rstrip(".!?") not in scaffold]
+        return sentence["text"].lower().rstrip(".!?") not in scaffold
+
+    def generate(self, question: str, passages: Sequence[Hit]) -> list[Sentence]:
+        prompt = self._prompt(question, passages)
+        if hasattr(self.generator, "complete"):  # knows when max_tokens cut the answer
+            [done] = self.generator.complete([prompt], **self._options())
+            text, truncated = done.text, done.truncated
+        else:
+            [text] = self.generator.generate([prompt], **self._options())
+            truncated = False
+        self.last_text = text
+        parsed = self._parse(text, truncated=truncated, num_passages=len(passages))
+        return [s for s in parsed if self._answers(s)]
+
+    def stream(self, question: str, passages: Sequence[Hit]) -> Iterator[Sentence]:
+        """`generate`'s sentences, each as soon as the LLM has written it: a sentence is complete
+        once the next one has begun (the reply so far, cleaned and parsed, holds a sentence after
+        it), the last one when the reply ends. The reply is streamed from a backend that can
+        (`OpenAIChatGenerator.stream`); from one that cannot, every sentence comes at the end.
+
+        The same reply gives the same sentences as `generate`: cleaning and parsing only ever
+        change the reply's unfinished end, and the end of the reply is parsed as `generate`
+        parses it (a sentence cut off by `max_tokens` is dropped)."""
+        if not hasattr(self.generator, "stream"):
+            yield from self.generate(question, passages)
+            return
+        text, finish, done = "", None, 0  # done: parsed sentences already complete
+        for delta in self.generator.stream(self._prompt(question, passages), **self._options()):
+            text += delta.text
+            finish = delta.finish_reason or finish
+            parsed = self._parse(text, truncated=False, num_passages=len(passages))
+            yield from (s for s in parsed[done:-1] if self._answers(s))
+            done = max(done, len(parsed) - 1)
+        self.last_text = text
+        parsed = self._parse(text, truncated=finish == "length", num_passages=len(passages))
+        yield from (s for s in parsed[done:] if self._answers(s))
 
 
 def answer_text(text: str, *, truncated: bool = False) -> str:
@@ -440,7 +472,7 @@ def answer_text(text: str, *, truncated: bool = False) -> str:
         kept.append(line)
     text = _ANSWER_LABEL.sub("", "\n".join(kept).strip(), count=1).strip()
     if truncated and text and not _COMPLETE_END.search(text):
-        ends = [m.end() for m in re.finditer(r"[.!?](?:\s*\[\d+\])*(?=\s)", text)]
+        ends = [m.end() for m in re.finditer(r"[.!?](?:\s*\[[^\]\n]*\])*(?=\s)", text)]
         text = text[: ends[-1]] if ends else ""
     return text
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 # Roles whose content is instructions or tool output, not a conversational turn: accepted, and
@@ -158,28 +157,18 @@ def chat_response(result: Any, *, model: str) -> dict[str, Any]:
     }
 
 
-# One piece of a streamed answer: up to a line break, or to the spaces after a sentence's final
-# punctuation (and its flag marker, e.g. "... [2]. [unsupported] "), or to the end.
-_PIECE = re.compile(r"[^\n]*?(?:\n|[.!?](?: \[[^\]\n]*\])? +(?=\S)|\Z)")
+def chat_chunks(
+    events: Iterable[Any], *, model: str, include_usage: bool
+) -> Iterator[dict[str, Any]]:
+    """A streamed answer as OpenAI `chat.completion.chunk`s (what `stream: true` returns).
 
-
-def answer_pieces(text: str) -> list[str]:
-    """The answer cut into its sentences and lines, in order; joined they are exactly `text`."""
-    return [m.group() for m in _PIECE.finditer(text) if m.group()]
-
-
-def chat_chunks(result: Any, *, model: str, include_usage: bool) -> Iterator[dict[str, Any]]:
-    """The answer as OpenAI `chat.completion.chunk`s (what `stream: true` returns).
-
-    First the role (`delta: {role: assistant}`), then one content delta per answer sentence or
-    line (`answer_pieces`), then an empty delta with `finish_reason: stop` that also carries the
-    full result under `vertjax` (citations, per-sentence verdicts, refusal; as `chat_response`),
-    then, with `stream_options.include_usage`, a usage chunk with no choices. The assistant
-    produces the whole answer at once (retrieval, generation and the consistency check decide
-    together which sentences stay), so the pieces are cut from the finished answer: a client's
-    streaming code path works, but the first piece comes when the answer is done. Any failure
-    happens before the first chunk and so keeps its HTTP status. vertjax does not count tokens:
-    usage is all zeros, as in `chat_response`.
+    `events` is `Assistant.answer_stream`'s: pieces of the answer's text (str) as they become
+    final, then the `AnswerResult`. First the role (`delta: {role: assistant}`), then one content
+    delta per piece, as it comes (a sentence once it is written and judged, then the trust line
+    and sources), then an empty delta with `finish_reason: stop` that also carries the full
+    result under `vertjax` (citations, per-sentence verdicts, refusal; as `chat_response`), then,
+    with `stream_options.include_usage`, a usage chunk with no choices. vertjax does not count
+    tokens: usage is all zeros, as in `chat_response`.
     """
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -192,8 +181,12 @@ def chat_chunks(result: Any, *, model: str, include_usage: bool) -> Iterator[dic
         return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     yield chunk({"role": "assistant", "content": ""})
-    for piece in answer_pieces(result.answer):
-        yield chunk({"content": piece})
+    result = None
+    for event in events:
+        if isinstance(event, str):
+            yield chunk({"content": event})
+        else:
+            result = event
     yield {**chunk({}, "stop"), "vertjax": dataclasses.asdict(result)}
     if include_usage:
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

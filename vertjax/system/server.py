@@ -4,6 +4,9 @@ Endpoints:
 - `POST /v1/chat/completions`: OpenAI-compatible chat (`stream: true` as server-sent events).
   The last user message is the question, earlier messages the history; the reply's
   `choices[0].message.content` is the cited answer and `vertjax` holds the structured result.
+  Streamed, each answer sentence goes out as soon as it is written and judged
+  (`Assistant.answer_stream`: as the LLM writes it, with a generator that streams); a failure
+  before the first sentence keeps its HTTP status, one after it is an `error` event.
 - `POST /v1/answer`: `{question, history?}` → the structured `AnswerResult` as JSON.
 - `GET /health`, `GET /v1/models`.
 
@@ -15,7 +18,8 @@ address it is bound to (DNS rebinding), else 403. The listen backlog is `backlog
 `max_concurrent` answers run at once. A request's line, headers and body must arrive within
 `request_deadline` seconds of its first byte (slow-trickle clients get 408 and are cut), a
 silent connection is closed after `read_timeout`, bodies above `max_body_bytes` get 413 unread,
-an answer slower than `request_timeout` gets 504. Every error is a JSON
+an answer slower than `request_timeout` gets 504 (a streamed one: an `error` event with code 504
+once sentences were sent). An LLM server failing under the assistant is a 502. Every error is a JSON
 `{"error": {"message", "code"}}` without file paths; after an error the unread body is drained,
 or the connection closed, so it is never parsed as a next request.
 """
@@ -23,18 +27,21 @@ or the connection closed, so it is never parsed as a next request.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import hmac
 import http.server
 import io
 import ipaddress
+import itertools
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from vertjax import errors
@@ -388,15 +395,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             question, history = http_api.parse_answer_request(body)
             return self._send(200, dataclasses.asdict(self._answer(question, history)))
         request = http_api.parse_chat_request(body)
-        result = self._answer(request.question, request.history)
         if not request.stream:
+            result = self._answer(request.question, request.history)
             return self._send(200, http_api.chat_response(result, model=model))
-        chunks = http_api.chat_chunks(result, model=model, include_usage=request.include_usage)
-        self._stream(chunks)
+        events = self._answer_stream(request.question, request.history)
+        try:
+            first = next(events)  # a failure before any text keeps its HTTP status
+            chunks = http_api.chat_chunks(
+                itertools.chain([first], events), model=model, include_usage=request.include_usage
+            )
+            self._stream(chunks)
+        finally:
+            events.close()  # stops the answer when the client went away
 
-    def _stream(self, chunks: Any) -> None:
-        """Server-sent events, one `data:` line per chunk, `[DONE]` last; the end of the
-        response is the end of the connection (no Content-Length)."""
+    def _stream(self, chunks: Iterator[dict[str, Any]]) -> None:
+        """Server-sent events, one `data:` line per chunk as it comes, `[DONE]` last; the end
+        of the response is the end of the connection (no Content-Length). A failure once the
+        headers are out is an `{"error": {message, code}}` event (what OpenAI clients raise),
+        without `[DONE]`."""
         self.close_connection = True
         self.connection.settimeout(self.server.config.read_timeout)
         self._responded = True
@@ -405,9 +421,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
-        for chunk in chunks:
-            data = json.dumps(chunk, ensure_ascii=False, default=float).encode("utf-8")
-            self.wfile.write(b"data: " + data + b"\n\n")
+        try:
+            for chunk in chunks:
+                data = json.dumps(chunk, ensure_ascii=False, default=float).encode("utf-8")
+                self.wfile.write(b"data: " + data + b"\n\n")
+        except HttpError as e:
+            error = {"error": {"message": e.message, "code": e.status}}
+            self.wfile.write(b"data: " + json.dumps(error).encode("utf-8") + b"\n\n")
+            return
         self.wfile.write(b"data: [DONE]\n\n")
 
     def _answer(self, question: str, history: list[Any]) -> Any:
@@ -417,14 +438,62 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise HttpError(504, "the answer took too long") from None
-        except _UNAVAILABLE as e:
-            logger.error("answering failed, the index or model is unreadable: %s", e)
-            raise HttpError(
+        except Exception as e:
+            raise self._answer_error(e, question) from None
+
+    def _answer_stream(self, question: str, history: list[Any]) -> Iterator[Any]:
+        """`Assistant.answer_stream`'s events as they come: run on the answer pool (it counts as
+        one of `max_concurrent` answers) and handed over through a queue. The whole answer must
+        end within `request_timeout` (504 otherwise); closing this iterator stops it (its LLM
+        request is closed) at its next event."""
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                with contextlib.closing(
+                    self.server.assistant.answer_stream(question, history)
+                ) as stream:
+                    for event in stream:
+                        if stop.is_set():
+                            return
+                        events.put(("event", event))
+            except Exception as e:
+                events.put(("error", e))
+            else:
+                events.put(("end", None))
+
+        future = self.server.pool.submit(produce)
+        deadline = time.monotonic() + self.server.config.request_timeout
+        try:
+            while True:
+                try:
+                    kind, value = events.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    raise HttpError(504, "the answer took too long") from None
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise self._answer_error(value, question)
+                yield value
+        finally:
+            stop.set()
+            future.cancel()
+
+    @staticmethod
+    def _answer_error(error: Exception, question: str) -> HttpError:
+        """The response for an exception of the assistant: the index or model unreadable (503),
+        the LLM server failing (502), anything else (500); the details go to the log only."""
+        if isinstance(error, _UNAVAILABLE):
+            logger.error("answering failed, the index or model is unreadable: %s", error)
+            return HttpError(
                 503, "the index or model is unreadable (see the server log); retry later"
-            ) from None
-        except Exception:
-            logger.exception("answering %r failed", question[:200])
-            raise HttpError(500, "internal error while answering") from None
+            )
+        if isinstance(error, errors.BackendError):
+            logger.error("answering failed, the LLM server failed: %s", error)
+            return HttpError(502, "the LLM server failed (see the server log); retry later")
+        logger.error("answering %r failed", question[:200], exc_info=error)
+        return HttpError(500, "internal error while answering")
 
 
 def make_server(assistant: Any, config: ServerConfig = ServerConfig()) -> AssistantServer:
