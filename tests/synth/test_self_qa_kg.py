@@ -182,3 +182,61 @@ def test_self_kg_rejects_ungrounded_output(tmp_path):
     assert [r["meta"]["reason"] for r in rejected] == ["not_grounded"]
     assert io_utils.load_jsonl(tmp_path / report.KEPT_FILE)[0]["output"] == "function"
     assert json.loads((tmp_path / report.KEPT_FILE).read_text())["source"] == "self-kg"
+
+
+class _KGScripted:
+    """Returns one canned Self-KG completion, flagged as cut off at max_tokens when `cut`."""
+
+    name, model = "scripted", "scripted-v0"
+
+    def __init__(self, completion, cut=False):
+        self.completion, self.cut = completion, cut
+
+    def generate(self, prompts, *, max_tokens, temperature, seed):
+        return [self.completion] * len(prompts)
+
+    def complete(self, prompts, **kwargs):
+        finish = "length" if self.cut else "stop"
+        return [openai_chat.Completion(t, finish) for t in self.generate(prompts, **kwargs)]
+
+
+GOOD = "Instruction: Is it a function?\nInput: None\nOutput: function"
+
+
+@pytest.mark.parametrize(
+    ("completion", "cut", "kept", "reasons"),
+    [
+        ("Sure! Here are some examples about math.", False, 0, ["examples_unparseable"]),
+        ("  \n", False, 0, ["examples_empty"]),
+        ("Instruction: What does it", True, 0, ["examples_truncated"]),
+        # no `###` between examples: each `Instruction:` line starts a new one
+        (GOOD + "\nInstruction: Is it a class?\nInput: None\nOutput: function", False, 2, []),
+        (GOOD + "\n###\nI like trains.", False, 1, ["example_unparseable"]),
+        (
+            GOOD + "\n###\nInstruction: Is it a class?\nInput: None\nOutput: func",
+            True,
+            1,
+            ["output_truncated"],
+        ),
+        (GOOD + "\n###\nInstruction: Is it a class?\nInput: No", True, 1, ["output_truncated"]),
+    ],
+    ids=[
+        "off-format",
+        "blank",
+        "cut-before-any",
+        "no-separator",
+        "junk-block",
+        "cut-output",
+        "cut-block",
+    ],
+)
+def test_self_kg_counts_off_format_and_cut_off_output(tmp_path, completion, cut, kept, reasons):
+    triples = kg.extract_triples(["math"])
+    config = self_kg.SelfKGConfig(max_entities=1)
+    totals = self_kg.run_self_kg(triples, _KGScripted(completion, cut), tmp_path, config=config)
+    rejected = list(io_utils.read_jsonl(tmp_path / report.REJECTED_FILE))
+    assert (totals["kept"], [r["meta"]["reason"] for r in rejected]) == (kept, reasons)
+    assert all(r["meta"]["backend"] == "scripted" for r in rejected)
+    # resuming asks nothing again and counts nothing twice
+    self_kg.run_self_kg(triples, _KGScripted("never asked"), tmp_path, config=config)
+    assert list(io_utils.read_jsonl(tmp_path / report.REJECTED_FILE)) == rejected

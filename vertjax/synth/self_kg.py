@@ -28,7 +28,8 @@ _EXAMPLE = re.compile(
     r"(?P<output>.*)",
     re.DOTALL,
 )
-_SEPARATOR = re.compile(r"^\s*###\s*$", re.MULTILINE)
+# `###` lines, and the start of each further `Instruction:` line (models that skip the `###`).
+_SEPARATOR = re.compile(r"^\s*###\s*$|^(?=[ \t]*Instruction\s*:)", re.MULTILINE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +56,26 @@ def sample_entities(
     return entities if max_entities is None else entities[:max_entities]
 
 
-def parse_examples(completion: str) -> list[tuple[str, str, str]]:
-    """(instruction, input, output) of each `###`-separated block that has all three fields."""
-    examples = []
+def parse_blocks(completion: str) -> list[tuple[str, str, str] | None]:
+    """(instruction, input, output) per non-blank example block of a completion, None for a
+    block without all three fields."""
+    blocks = []
     for block in _SEPARATOR.split(completion):
+        if not block.strip():
+            continue
         m = _EXAMPLE.search(block)
-        if m:
-            input_ = m.group("input").strip()
-            input_ = "" if input_.lower() in ("none", "n/a", "") else input_
-            examples.append(
-                (" ".join(m.group("instruction").split()), input_, m.group("output").strip())
-            )
-    return examples
+        if m is None:
+            blocks.append(None)
+            continue
+        input_ = m.group("input").strip()
+        input_ = "" if input_.lower() in ("none", "n/a", "") else input_
+        blocks.append((" ".join(m.group("instruction").split()), input_, m.group("output").strip()))
+    return blocks
+
+
+def parse_examples(completion: str) -> list[tuple[str, str, str]]:
+    """(instruction, input, output) of each example block that has all three fields."""
+    return [b for b in parse_blocks(completion) if b is not None]
 
 
 def _reason(
@@ -122,41 +131,51 @@ def run_self_kg(
                 )
                 for entity in batch
             ]
-            completions = generator.generate(
+            completions = generators.generate_flagging_truncated(
+                generator,
                 [p for p, _ in rendered],
                 max_tokens=config.max_tokens,
                 temperature=config.temperature,
                 seed=generators.derive_seed(config.seed, b // config.batch_size),
             )
-            for entity, (prompt, template), completion in zip(
+            for entity, (prompt, template), (completion, truncated) in zip(
                 batch, rendered, completions, strict=True
             ):
                 reference = entity + "\n" + kg.render_facts(facts[entity])
-                examples = parse_examples(completion)[: config.examples_per_entity]
-                for k, (instruction, input_, output) in enumerate(examples):
+                base: dict[str, Any] = {
+                    "job": JOB,
+                    "entity": entity,
+                    "facts": [list(f) for f in facts[entity]],
+                    "template": template.id,
+                    "template_sha256": template.sha256,
+                    "prompt": prompt,
+                    "backend": generator.name,
+                    "model": generator.model,
+                    "seed": config.seed,
+                }
+                parsed = parse_blocks(completion)
+                blocks = parsed[: config.examples_per_entity]
+                if not any(blocks):
+                    _reject_completion(log, completion, truncated, base, source, generator)
+                for k, block in enumerate(blocks):
                     position = f"{entity}#e{k}"
                     if position in log.decided:
                         continue
-                    meta: dict[str, Any] = {
-                        "job": JOB,
-                        "entity": entity,
-                        "facts": [list(f) for f in facts[entity]],
-                        "template": template.id,
-                        "template_sha256": template.sha256,
-                        "prompt": prompt,
-                        "backend": generator.name,
-                        "model": generator.model,
-                        "seed": config.seed,
-                        "position": position,
-                    }
+                    instruction, input_, output = block or ("", "", "")
                     record = report.make_record(
                         instruction=instruction,
                         input_=input_,
                         output=output,
                         source=source,
-                        meta=meta,
+                        meta=dict(base, position=position),
                     )
-                    reason = _reason(
+                    cut = truncated and k == len(parsed) - 1  # the block max_tokens cut
+                    if block is None:
+                        if any(blocks):  # else counted once for the whole completion
+                            log.reject(record, "output_truncated" if cut else "example_unparseable")
+                        continue
+                    reason = "output_truncated" if cut else None
+                    reason = reason or _reason(
                         instruction, input_, output, reference=reference, config=config, seen=seen
                     )
                     if reason:
@@ -169,3 +188,29 @@ def run_self_kg(
             "rejected": len(log.rejected.records),
             "entities": len(entities),
         }
+
+
+def _reject_completion(
+    log: report.JobLog,
+    completion: str,
+    truncated: bool,
+    meta: dict[str, Any],
+    source: str,
+    generator: Generator,
+) -> None:
+    """Counts an entity's completion with no parseable example once: `examples_empty` (blank),
+    `examples_truncated` (cut off at `max_tokens`) or `examples_unparseable` (off-format). The
+    template backend's blank answer means "no example for these facts", not a rejection."""
+    position = f"{meta['entity']}#examples"
+    blank = not completion.strip()
+    if position in log.decided or (blank and generator.name == "template"):
+        return
+    reason = "examples_empty" if blank else "examples_truncated" if truncated else None
+    record = report.make_record(
+        instruction="",
+        input_="",
+        output=completion.strip(),
+        source=source,
+        meta=dict(meta, position=position),
+    )
+    log.reject(record, reason or "examples_unparseable")
