@@ -18,6 +18,7 @@ EXPECTED = (
     "self_qa_questions",
     "self_qa_answer",
     "self_kg",
+    "refusal_questions",
 )
 
 

@@ -13,7 +13,10 @@ import json
 
 from vertjax.commands import flags
 
-HELP = "synthesize instruction data: self-instruct | self-qa | self-kg | kg | refusals | report"
+HELP = (
+    "synthesize instruction data: self-instruct | self-qa | self-kg | kg | refusals | "
+    "refusal-questions | report"
+)
 
 
 def _backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +164,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the domain named in the refusal",
     )
 
+    gen = sub.add_parser(
+        "refusal-questions",
+        help="grow out-of-domain questions with a generator, each with the fixed refusal",
+    )
+    gen.add_argument("--out", required=True, help="job folder (resumed if it exists)")
+    gen.add_argument("--target", type=int, default=50, help="stop after this many kept")
+    flags.add_flag(
+        gen,
+        "--max_rounds",
+        aliases=("--max-rounds",),
+        type=int,
+        default=10,
+        help="stop after this many rounds",
+    )
+    flags.add_flag(
+        gen,
+        "--prompts_per_round",
+        aliases=("--prompts-per-round",),
+        type=int,
+        default=2,
+        help="generation prompts per round",
+    )
+    gen.add_argument(
+        "--domain",
+        default="the Python standard library",
+        help="the domain the questions must stay out of, named in the refusal",
+    )
+    _backend_arguments(gen)
+
     rep = sub.add_parser("report", help="(re)write a job folder's report")
     rep.add_argument("dir", help="a job folder")
 
@@ -230,6 +262,17 @@ def run(args: argparse.Namespace) -> int:
         n = io_utils.write_jsonl(args.out, refusals.refusal_records(domain=args.domain))
         print(json.dumps({"out": args.out, "records": n}))
         return 0
+    if action == "refusal-questions":
+        config = refusals.RefusalConfig(
+            target=args.target,
+            max_rounds=args.max_rounds,
+            prompts_per_round=args.prompts_per_round,
+            domain=args.domain,
+            temperature=args.temperature,
+            seed=args.seed,
+        )
+        summary = refusals.run_refusals(_generator(args), args.out, config=config)
+        return _finish(args.out, summary, "Generated refusals report")
     if action == "report":
         stats = report.write_report(args.dir)
         print(json.dumps({k: stats[k] for k in ("generated", "kept", "rejected", "rouge_nn_mean")}))

@@ -3,19 +3,32 @@
 A vertical model must refuse what lies outside its domain. `refusal_records` pairs general-
 knowledge questions (cooking, sport, geography, ...; written for this project) with one fixed
 refusal answer, as instruction records labelled `source: refusal`, to be mixed into instruction
-tuning. `register_instruction_task` turns instruction records into `{id, inputs, targets}` JSONL
+tuning. `run_refusals` grows more such questions with a generator, Self-Instruct style: each
+prompt shows shipped and already kept questions in context and asks for new ones, which pass
+filters (length, duplicates, `not_a_question` without a final "?", `in_domain` when it names
+the domain's words, ROUGE-L >= 0.7 against every question so far) and are paired with the same
+fixed refusal. Off-format output is counted (`questions_unparseable` / `questions_empty` per
+prompt, `truncated` for the question a `max_tokens` cut-off ended in), never crashed on; the
+job resumes like the other synth jobs.
+`register_instruction_task` turns instruction records into `{id, inputs, targets}` JSONL
 (inputs = formatted instruction + input, targets = output) and registers them with seqio.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
+import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vertjax import errors, io_utils
-from vertjax.synth import report
+from vertjax import errors, generators, io_utils
+from vertjax.synth import filters, prompts, report, self_qa
+
+if TYPE_CHECKING:
+    from vertjax.generators import Generator
 
 JOB = "refusal"
 DOMAIN = "the Python standard library"
@@ -105,6 +118,192 @@ def refusal_records(
         )
         for k, question in enumerate(questions)
     ]
+
+
+# Words that put a question inside the default domain (Python and programming): a generated
+# "out-of-domain" question that uses one is rejected as `in_domain`.
+DOMAIN_TERMS = (
+    "python",
+    "code",
+    "coding",
+    "program",
+    "programming",
+    "programmer",
+    "script",
+    "function",
+    "module",
+    "library",
+    "import",
+    "class",
+    "method",
+    "exception",
+    "variable",
+    "api",
+    "syntax",
+    "compiler",
+    "interpreter",
+    "debug",
+    "software",
+    "stdlib",
+)
+_CODE_LIKE = re.compile(r"`|\b\w+\.\w+\(|\b[a-z]+_[a-z_]+\b|\w\(\)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefusalConfig:
+    """Knobs of a generated-refusals job (`run_refusals`)."""
+
+    target: int = 50
+    max_rounds: int = 10
+    prompts_per_round: int = 2
+    shipped_examples: int = 6
+    generated_examples: int = 2
+    questions_per_prompt: int = 8
+    min_words: int = 3
+    max_words: int = 40
+    rouge_threshold: float = 0.7
+    domain: str = DOMAIN
+    domain_terms: tuple[str, ...] = DOMAIN_TERMS
+    refusal: str = DEFAULT_REFUSAL
+    max_tokens: int = 256
+    temperature: float = 0.7
+    seed: int = 0
+
+
+def in_domain(question: str, terms: Sequence[str]) -> bool:
+    """Whether `question` names one of the domain `terms` (whole words) or looks like code."""
+    lowered = question.lower()
+    return bool(_CODE_LIKE.search(question)) or any(
+        re.search(rf"\b{re.escape(t.lower())}s?\b", lowered) for t in terms
+    )
+
+
+def _question_reason(
+    question: str, *, config: RefusalConfig, pool: filters.RougePool, seen: set[str]
+) -> str | None:
+    reason = filters.text_reason(
+        question, min_words=config.min_words, max_words=config.max_words, seen=seen
+    )
+    if reason:
+        return reason
+    if not question.rstrip().endswith("?"):
+        return "not_a_question"
+    if in_domain(question, config.domain_terms):
+        return "in_domain"
+    score, _ = pool.nearest(question, stop_at=config.rouge_threshold)
+    return "rouge_similar" if score >= config.rouge_threshold else None
+
+
+def _prompt(
+    shipped: Sequence[str], generated: Sequence[str], *, rng: random.Random, config: RefusalConfig
+) -> str:
+    chosen = rng.sample(list(shipped), min(config.shipped_examples, len(shipped)))
+    chosen += rng.sample(list(generated), min(config.generated_examples, len(generated)))
+    rng.shuffle(chosen)
+    examples = "\n".join(f"{k}. {q}" for k, q in enumerate(chosen, 1))
+    return prompts.render(
+        "refusal_questions",
+        domain=config.domain,
+        count=config.questions_per_prompt,
+        examples=examples,
+    )[0]
+
+
+def run_refusals(
+    generator: Generator,
+    out_dir: io_utils.PathLike,
+    *,
+    shipped: Sequence[str] = OUT_OF_DOMAIN_QUESTIONS,
+    config: RefusalConfig = RefusalConfig(),
+) -> dict[str, int]:
+    """Runs (or resumes) a generated-refusals job into `out_dir` (see the module doc); returns
+    {kept, rejected, rounds_run}."""
+    if not shipped:
+        raise errors.ConfigError("generated refusals need at least one shipped question")
+    answer = config.refusal.format(domain=config.domain)
+    source = "template" if generator.name == "template" else JOB
+    with report.JobLog(out_dir) as log:
+        kept = [r["instruction"] for r in log.kept.records]
+        pool = filters.RougePool([*shipped, *kept])
+        seen = {filters.normalize(q) for q in [*shipped, *kept]}
+        rounds = 0
+        for r in range(config.max_rounds):
+            if len(log.kept.records) >= config.target:
+                break
+            if log.is_done(f"round-{r}"):
+                continue
+            rounds += 1
+            generated = [k["instruction"] for k in log.kept.records if k["meta"]["round"] < r]
+            rng = random.Random(generators.derive_seed(config.seed, r, "examples"))
+            prompt_list = [
+                _prompt(shipped, generated, rng=rng, config=config)
+                for _ in range(config.prompts_per_round)
+            ]
+            completions = generators.generate_flagging_truncated(
+                generator,
+                prompt_list,
+                max_tokens=config.max_tokens,
+                temperature=config.temperature,
+                seed=generators.derive_seed(config.seed, r, "questions"),
+            )
+            for j, (prompt, (completion, truncated)) in enumerate(
+                zip(prompt_list, completions, strict=True)
+            ):
+                meta = {
+                    "job": JOB,
+                    "template": prompts.get_template("refusal_questions").id,
+                    "prompt": prompt,
+                    "backend": generator.name,
+                    "model": generator.model,
+                    "seed": config.seed,
+                    "round": r,
+                    "domain": config.domain,
+                }
+                questions = self_qa.parse_questions(completion)
+                if not questions:
+                    reason = "questions_empty" if not completion.strip() else None
+                    record = report.make_record(
+                        instruction="",
+                        input_="",
+                        output=completion.strip(),
+                        source=source,
+                        meta=dict(meta, position=f"r{r}.p{j}.questions"),
+                    )
+                    if record["meta"]["position"] not in log.decided:
+                        log.reject(record, reason or "questions_unparseable")
+                    continue
+                for c, question in enumerate(questions[: config.questions_per_prompt]):
+                    position = f"r{r}.p{j}.c{c}"
+                    if position in log.decided:
+                        continue
+                    record = report.make_record(
+                        instruction=question,
+                        input_="",
+                        output=answer,
+                        source=source,
+                        meta=dict(meta, position=position),
+                    )
+                    cut = truncated and c == len(questions) - 1
+                    reason = "truncated" if cut else None
+                    reason = reason or _question_reason(
+                        question, config=config, pool=pool, seen=seen
+                    )
+                    if reason:
+                        log.reject(record, reason)
+                    elif log.keep(record):
+                        seen.add(filters.normalize(question))
+                        pool.add(question)
+                        if len(log.kept.records) >= config.target:
+                            break
+                if len(log.kept.records) >= config.target:
+                    break
+            if len(log.kept.records) < config.target:
+                log.mark_done(f"round-{r}")
+        return {
+            "kept": len(log.kept.records),
+            "rejected": len(log.rejected.records),
+            "rounds_run": rounds,
+        }
 
 
 def format_inputs(instruction: str, input_: str = "") -> str:

@@ -19,6 +19,16 @@ _CLASSIFICATION_HINTS = re.compile(
     re.IGNORECASE,
 )
 NEW_INSTRUCTIONS_PER_PROMPT = 8
+# Question frames and fillers (written for this project) the template backend fills in as new
+# out-of-domain questions for `refusals.run_refusals`: correct, but as repetitive as templates are.
+OUT_OF_DOMAIN_FRAMES = (
+    ("How do I cook {}?", ("rice", "lentils", "a steak", "salmon", "fresh spinach")),
+    ("What is the capital of {}?", ("Canada", "Kenya", "Peru", "Norway", "Vietnam")),
+    ("Who won the {} in 2010?", ("Tour de France", "Super Bowl", "Champions League")),
+    ("How often should I water {}?", ("an orchid", "tomato plants", "a lawn", "a bonsai")),
+    ("What are the health benefits of {}?", ("green tea", "swimming", "yoga", "cycling")),
+    ("When was {} built?", ("the Eiffel Tower", "the Colosseum", "Machu Picchu")),
+)
 
 
 class TemplateGenerator:
@@ -48,6 +58,7 @@ class TemplateGenerator:
             "self_qa_questions": self._questions,
             "self_qa_answer": self._answer,
             "self_kg": self._kg_examples,
+            "refusal_questions": self._refusal_questions,
         }
 
     def generate(
@@ -136,3 +147,13 @@ class TemplateGenerator:
             f"Output: {items[i].output}"
             for i in chosen
         )
+
+    def _refusal_questions(self, fields: dict[str, str], rng: random.Random) -> str:
+        """Out-of-domain questions filled into fixed frames (`OUT_OF_DOMAIN_FRAMES`), none of
+        those the prompt shows: the template's stand-in for an LLM's new questions."""
+        count = int(fields["count"]) if fields["count"].isdigit() else 8
+        shown = set(re.findall(r"^\d+\. (.*)$", fields["examples"], re.MULTILINE))
+        bank = [frame.format(slot) for frame, slots in OUT_OF_DOMAIN_FRAMES for slot in slots]
+        unseen = [q for q in bank if q not in shown]
+        picks = rng.sample(unseen, k=min(count, len(unseen)))
+        return "\n".join(f"{k}. {q}" for k, q in enumerate(picks, start=1))
