@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 
-from vertjax import errors
+from vertjax import errors, io_utils
 from vertjax.generators import local_server, openai_chat
-from vertjax.synth import filters, report, self_instruct, self_qa
+from vertjax.synth import filters, kg, refusals, report, self_instruct, self_kg, self_qa
 
 VERTJAX_LLM_SERVE = [sys.executable, "-m", "vertjax", "llm", "serve"]
 N_CTX = 1024  # the Self-QA prompts below (a short passage) fit with room for the answer
@@ -159,6 +159,58 @@ def test_self_instruct_with_the_real_llm_counts_what_it_cannot_parse(generator, 
         "duplicate",
     }
     assert set(stats["rejected_by_reason"]) <= self_instruct.INSTRUCTION_REASONS | instance_reasons
+
+
+@pytest.mark.llm
+def test_self_kg_with_the_real_llm_counts_cut_off_and_off_format_examples(generator, tmp_path):
+    # 24 tokens cannot hold two Instruction/Input/Output examples: the output is cut or off-format.
+    triples = kg.extract_triples(["json"])
+    config = self_kg.SelfKGConfig(
+        examples_per_entity=2, max_entities=2, max_tokens=24, temperature=0.0
+    )
+    totals = self_kg.run_self_kg(triples, generator, tmp_path, config=config)
+    stats = report.write_report(tmp_path, title="self-kg")
+    assert (stats["kept"], stats["rejected"]) == (totals["kept"], totals["rejected"])
+    rejected = list(io_utils.read_jsonl(tmp_path / report.REJECTED_FILE))
+    assert {r["meta"]["entity"] for r in rejected} == set(
+        self_kg.sample_entities(
+            kg.entity_facts(triples), max_entities=2, min_facts=config.min_facts, seed=0
+        )
+    )  # each entity's completion was counted, none silently dropped
+    known = {
+        "examples_unparseable",
+        "examples_empty",
+        "examples_truncated",
+        "example_unparseable",
+        "output_truncated",
+        "not_grounded",
+        "empty_output",
+        "output_equals_input",
+        "output_too_long",
+        "duplicate",
+        "empty",
+        "too_short",
+        "too_long",
+        "not_english",
+        "starts_with_punctuation",
+    }
+    assert set(stats["rejected_by_reason"]) <= known
+    assert self_kg.run_self_kg(triples, generator, tmp_path, config=config) == totals
+
+
+@pytest.mark.llm
+def test_refusal_questions_with_the_real_llm_are_counted_by_reason(generator, tmp_path):
+    config = refusals.RefusalConfig(
+        max_rounds=1, prompts_per_round=1, questions_per_prompt=3, max_tokens=32, temperature=0.0
+    )
+    totals = refusals.run_refusals(generator, tmp_path, config=config)
+    stats = report.write_report(tmp_path, title="refusals")
+    assert stats["generated"] == totals["kept"] + totals["rejected"] >= 1
+    answer = refusals.DEFAULT_REFUSAL.format(domain=refusals.DOMAIN)
+    for record in io_utils.read_jsonl(tmp_path / report.KEPT_FILE):
+        assert record["output"] == answer and record["instruction"].endswith("?")
+        assert not refusals.in_domain(record["instruction"], refusals.DOMAIN_TERMS)
+    assert refusals.run_refusals(generator, tmp_path, config=config)["rounds_run"] == 0
 
 
 def test_missing_model_file_is_a_config_error(tmp_path):
