@@ -35,7 +35,11 @@ def test_llm_flag_adds_the_llm_stage_after_the_default_ones(monkeypatch, tmp_pat
     assert not default.llm and with_llm.llm and with_llm.llm_max_tokens == 32
     assert pipeline.stages(default) == pipeline.STAGES  # the default demo is unchanged
     names = [name for name, _ in pipeline.stages(with_llm)]
-    assert names == [name for name, _ in pipeline.STAGES] + ["llm_answers", "llm_keywords"]
+    assert names == [name for name, _ in pipeline.STAGES] + [
+        "llm_answers",
+        "llm_keywords",
+        "llm_synthesis",
+    ]
 
 
 def test_llm_max_tokens_below_one_is_a_config_error(monkeypatch, tmp_path):

@@ -18,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--llm",
         action="store_true",
-        help="also answer the held-out questions with the local LLM (`make llm`) beside the "
-        "extractive generator and report citation recall/precision and support (reuses --out)",
+        help="also run the local LLM (`make llm`): cited answers beside the extractive "
+        "generator (citation recall/precision, support), keywords for lay questions, and the "
+        "synth jobs beside the template backend (reuses --out)",
     )
     parser.add_argument(
         "--llm_max_tokens", type=int, default=96, help="answer budget of the LLM, in tokens"

@@ -4,9 +4,9 @@ Each stage reads what earlier stages wrote under `--out`, adds its figures to `r
 section to `report.md`, and is skipped on a rerun when its outputs already exist (so an interrupted
 demo resumes). Stages: data packs → vocabulary → continued pretraining with domain/general PPL →
 retrieval → instruction synthesis → NLI consistency → reference decoding → answering, and with
-`--llm` (`DemoConfig.llm`) two more: `llm_answers`, the local LLM's cited answers beside the
-extractive ones, and `llm_keywords`, its keywords in front of BM25 on lay questions (`make llm`
-first).
+`--llm` (`DemoConfig.llm`) three more: `llm_answers`, the local LLM's cited answers beside the
+extractive ones, `llm_keywords`, its keywords in front of BM25 on lay questions, and
+`llm_synthesis`, the synth jobs with the LLM beside the template backend (`make llm` first).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from vertjax.demo import (
     decoding,
     llm_answers,
     llm_keywords,
+    llm_synthesis,
     pretrain,
     report,
     retrieval,
@@ -43,6 +44,7 @@ STAGES: tuple[tuple[str, Callable[[DemoState], None]], ...] = (
 LLM_STAGES: tuple[tuple[str, Callable[[DemoState], None]], ...] = (
     ("llm_answers", llm_answers.stage_llm_answers),
     ("llm_keywords", llm_keywords.stage_llm_keywords),
+    ("llm_synthesis", llm_synthesis.stage_llm_synthesis),
 )
 
 

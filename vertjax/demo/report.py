@@ -164,7 +164,7 @@ def write_report(state: DemoState) -> pathlib.Path:
             answer["markdown"],
             "",
         ]
-    for name in ("llm_answers", "llm_keywords"):
+    for name in ("llm_answers", "llm_keywords", "llm_synthesis"):
         if r.get(name):
             lines += [r[name]["markdown"], ""]
     path = state.out / "report.md"
