@@ -205,6 +205,8 @@ def test_backend_stream_yields_a_sentence_when_the_next_one_begins():
     assert next(stream) == {"text": "Old pages are compressed.", "citations": [2]}
     assert reply.index("R") < backend.sent <= reply.index("R") + 3
     assert list(stream) == [{"text": "Replicas copy WAL.", "citations": [1]}]
+    plain = generation.BackendAnswerGenerator(_Echo(reply))  # a backend that cannot stream
+    assert list(plain.stream("Why?", PASSAGES)) == plain.generate("Why?", PASSAGES)
     truncated = generation.BackendAnswerGenerator(_Truncating("Old pages compress. [Passage 2] X"))
     assert truncated.generate("Why?", PASSAGES) == [
         {"text": "Old pages compress.", "citations": [2]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import openai
 import pytest
@@ -183,3 +184,31 @@ def test_an_answer_past_the_request_timeout_midway_is_a_504_error_event(index):
         with pytest.raises(openai.APIError, match="took too long"):
             list(_ask(c, "What does the cache flush?", stream=True))
     writer.gate.set()  # lets the abandoned answer end
+
+
+class _Endless:
+    """A generator streaming a new sentence every 20 ms for up to 20 s; records when its stream
+    was closed and how many sentences it wrote."""
+
+    name = "endless"
+
+    def __init__(self):
+        self.written, self.closed = 0, threading.Event()
+
+    def stream(self, question, passages):
+        try:
+            for self.written in range(1, 1001):
+                yield {"text": f"Sentence number {self.written} is here.", "citations": [1]}
+                time.sleep(0.02)
+        finally:
+            self.closed.set()
+
+
+def test_a_client_going_away_midway_stops_the_answer_and_its_llm_stream(index):
+    writer = _Endless()
+    with _serving(make_assistant(index, generator=writer)) as c:
+        stream = _ask(c, "What does the cache flush?", stream=True)
+        next(chunk for chunk in stream if chunk.choices[0].delta.content)
+        stream.close()  # the client hangs up after the first sentence
+        assert writer.closed.wait(5.0), "the answer went on writing after the client left"
+    assert writer.written < 250
