@@ -33,7 +33,8 @@ class _Retry(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Completion:
-    """One chat completion: its text and why the server stopped writing it.
+    """One chat completion (or, from `stream`, one piece of it): its text and why the server
+    stopped writing it.
 
     `finish_reason` is the server's: 'stop' (the model ended it), 'length' (`max_tokens` was hit,
     so the text is cut off mid-way), or None when the server does not say.
