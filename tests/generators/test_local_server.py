@@ -153,6 +153,7 @@ def test_self_instruct_with_the_real_llm_counts_what_it_cannot_parse(generator, 
     assert stats["generated"] >= 1  # the LLM's instruction list gave at least one candidate
     instance_reasons = {
         "unparseable",
+        "output_truncated",
         "empty_output",
         "output_equals_input",
         "output_too_long",

@@ -140,3 +140,46 @@ def test_parsers_accept_llm_style_completions():
     )
     assert self_instruct.parse_instance("no format here", classification=False) is None
     assert self_instruct.parse_dialogue("User: hi\nAssistant: hello") is None
+
+
+class _CutOff:
+    """Scripted OpenAI-like backend: an instruction list, then one instance per instruction;
+    says which completions stopped at max_tokens (`cut`: the list, the instances or neither)."""
+
+    name, model = "scripted", "scripted-v0"
+
+    def __init__(self, cut):
+        self.cut = cut
+
+    def generate(self, prompts, **kw):
+        return [c.text for c in self.complete(prompts, **kw)]
+
+    def complete(self, prompts, **kw):
+        from vertjax.generators import openai_chat
+
+        out = []
+        for prompt in prompts:
+            if "Task" in prompt and "Come up with" in prompt:
+                text, cut = "Explain what a heap queue is.\nTask 9: Describe how the bisect", "list"
+            elif "classification" in prompt.lower() and "Yes" in prompt:
+                text, cut = "No", None
+            else:
+                text, cut = "Input: None\nOutput: A heap queue keeps the smallest", "instances"
+            out.append(openai_chat.Completion(text, "length" if cut == self.cut else "stop"))
+        return out
+
+
+@pytest.mark.parametrize(
+    ("cut", "kept", "reasons"),
+    [
+        (None, 2, []),
+        ("list", 1, ["truncated"]),  # "Describe how the bisect" is not kept as an instruction
+        ("instances", 0, ["output_truncated", "output_truncated"]),
+    ],
+    ids=["complete", "instruction-list-cut", "instances-cut"],
+)
+def test_output_cut_off_at_max_tokens_is_rejected(tmp_path, seeds, cut, kept, reasons):
+    config = self_instruct.SelfInstructConfig(target=5, max_rounds=1, prompts_per_round=1)
+    totals = self_instruct.run_self_instruct(seeds[:8], _CutOff(cut), tmp_path, config=config)
+    rejected = [json.loads(line) for line in _lines(tmp_path / report.REJECTED_FILE)]
+    assert totals["kept"] == kept and [r["meta"]["reason"] for r in rejected] == reasons

@@ -5,8 +5,9 @@ generator for new instructions, filters them (ROUGE-L >= 0.7 against the pool, l
 keywords, duplicates, punctuation/non-English starts), asks whether each is a classification task,
 then writes an instance output-first (classification: label, then an input for it) or input-first
 (generation), filters the instance and adds survivors to the pool, until `target` are kept or
-`max_rounds` have run. `dialogue=True` is the multi-turn variant (Mozi): the instance is a
-user/assistant conversation that starts with the instruction.
+`max_rounds` have run. An instruction or instance output cut off at `max_tokens` is rejected
+(`truncated` / `output_truncated`). `dialogue=True` is the multi-turn variant (Mozi): the
+instance is a user/assistant conversation that starts with the instruction.
 
 Every candidate has a deterministic position `r<round>.p<prompt>.c<candidate>`; a resumed job
 skips decided positions and rebuilds the pool from its own files, so it writes what an
@@ -39,6 +40,7 @@ INSTRUCTION_REASONS = frozenset(
         "duplicate",
         "banned_keyword",
         "rouge_similar",
+        "truncated",
     }
 )
 _TASK_SPLIT = re.compile(r"\n\s*Task\s+\d+\s*:", re.IGNORECASE)
@@ -179,25 +181,33 @@ class _Round:
     def candidates(self, round_index: int, prompt_list: list[str]) -> list[tuple[str, str, str]]:
         """(position, instruction, prompt) of the round's candidates that pass the filters."""
         config = self.config
-        completions = self.generator.generate(
+        completions = generators.generate_flagging_truncated(
+            self.generator,
             prompt_list,
             max_tokens=config.max_tokens,
             temperature=config.temperature,
             seed=generators.derive_seed(config.seed, round_index, "instructions"),
         )
         todo = []
-        for j, (prompt, completion) in enumerate(zip(prompt_list, completions, strict=True)):
-            for c, instruction in enumerate(
-                parse_new_instructions(completion, limit=config.max_new_per_prompt)
-            ):
+        for j, (prompt, (completion, truncated)) in enumerate(
+            zip(prompt_list, completions, strict=True)
+        ):
+            # the instruction a max_tokens cut-off ended in is incomplete
+            written = parse_new_instructions(completion, limit=len(completion) + 1)
+            cut = len(written) - 1 if truncated else -1
+            for c, instruction in enumerate(written[: config.max_new_per_prompt]):
                 position = f"r{round_index}.p{j}.c{c}"
                 done = self.log.decided.get(position)
                 if done is not None:
                     if done["meta"].get("reason") not in INSTRUCTION_REASONS:
                         self._add(done["instruction"])
                     continue
-                reason, score = filters.instruction_reason(
-                    instruction, config=config.filters, pool=self.pool, seen=self.seen
+                reason, score = (
+                    ("truncated", 0.0)
+                    if c == cut
+                    else filters.instruction_reason(
+                        instruction, config=config.filters, pool=self.pool, seen=self.seen
+                    )
                 )
                 if reason:
                     meta = self.meta(
@@ -254,16 +264,18 @@ class _Round:
         rendered_instances = [
             prompts.render(n, instruction=i) for n, (_, i, _) in zip(names, todo, strict=True)
         ]
-        completions = generate(
+        completions = generators.generate_flagging_truncated(
+            self.generator,
             [p for p, _ in rendered_instances],
             max_tokens=config.instance_max_tokens,
             temperature=config.temperature,
             seed=generators.derive_seed(config.seed, round_index, "instances"),
         )
         kept = 0
-        for (position, instruction, gen_prompt), is_cls, (prompt, template), completion in zip(
-            todo, kinds, rendered_instances, completions, strict=True
-        ):
+        for (position, instruction, gen_prompt), is_cls, (prompt, template), (
+            completion,
+            truncated,
+        ) in zip(todo, kinds, rendered_instances, completions, strict=True):
             meta = self.meta(
                 round=round_index,
                 position=position,
@@ -274,6 +286,7 @@ class _Round:
                 instruction_prompt=gen_prompt,
             )
             parsed, reason = self._parse(completion, is_cls, meta)
+            reason = reason or ("output_truncated" if truncated else None)
             input_, output = parsed or ("", "")
             record = report.make_record(
                 instruction=instruction, input_=input_, output=output, source=self.source, meta=meta
