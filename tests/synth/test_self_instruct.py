@@ -160,7 +160,10 @@ class _CutOff:
         out = []
         for prompt in prompts:
             if "Task" in prompt and "Come up with" in prompt:
-                text, cut = "Explain what a heap queue is.\nTask 9: Describe how the bisect", "list"
+                text = "Explain what a heap queue is.\nTask 9: Describe how the bisect"
+                if self.cut == "after-list":  # cut in text after the list: nothing incomplete
+                    text = "Explain what a heap queue is.\nTask 9: Describe the bisect module.\n\nSure, a"
+                cut = "list" if self.cut == "list" else "after-list"
             elif "classification" in prompt.lower() and "Yes" in prompt:
                 text, cut = "No", None
             else:
@@ -174,9 +177,10 @@ class _CutOff:
     [
         (None, 2, []),
         ("list", 1, ["truncated"]),  # "Describe how the bisect" is not kept as an instruction
+        ("after-list", 2, []),
         ("instances", 0, ["output_truncated", "output_truncated"]),
     ],
-    ids=["complete", "instruction-list-cut", "instances-cut"],
+    ids=["complete", "instruction-list-cut", "cut-after-the-list", "instances-cut"],
 )
 def test_output_cut_off_at_max_tokens_is_rejected(tmp_path, seeds, cut, kept, reasons):
     config = self_instruct.SelfInstructConfig(target=5, max_rounds=1, prompts_per_round=1)

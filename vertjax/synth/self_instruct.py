@@ -192,9 +192,11 @@ class _Round:
         for j, (prompt, (completion, truncated)) in enumerate(
             zip(prompt_list, completions, strict=True)
         ):
-            # the instruction a max_tokens cut-off ended in is incomplete
+            # a max_tokens cut-off inside the last instruction (not in text after it) leaves it
+            # incomplete
             written = parse_new_instructions(completion, limit=len(completion) + 1)
-            cut = len(written) - 1 if truncated else -1
+            last = _TASK_SPLIT.split("\n" + completion.strip())[-1].strip()
+            cut = len(written) - 1 if truncated and "\n\n" not in last else -1
             for c, instruction in enumerate(written[: config.max_new_per_prompt]):
                 position = f"r{round_index}.p{j}.c{c}"
                 done = self.log.decided.get(position)
