@@ -44,7 +44,7 @@ class Sizes:
     entities: int = 3
     examples_per_entity: int = 2
     refusal_rounds: int = 3
-    max_tokens: int = 96  # per completion; Self-KG's examples get twice this
+    max_tokens: int = 96  # per completion; Self-KG's examples and Self-Instruct's lists get 2x
 
     def __post_init__(self) -> None:
         if min(dataclasses.astuple(self)) < 1:
@@ -82,7 +82,7 @@ def _jobs(inputs: Inputs, sizes: Sizes) -> dict[str, Callable[[Generator, pathli
         num_seed_examples=4,
         num_machine_examples=2,
         max_new_per_prompt=3,
-        max_tokens=sizes.max_tokens,
+        max_tokens=2 * sizes.max_tokens,  # a list of instructions
         instance_max_tokens=sizes.max_tokens,
     )
     qa = self_qa.SelfQAConfig(
