@@ -10,7 +10,8 @@ refusal). Sizes are small (`Sizes`) so the stage adds a few minutes on 2 cores. 
 job the section reports generated / kept / rejected by reason, the verb and verb-noun diversity
 and the mean ROUGE-L to the nearest kept neighbour (`synth.report.summarize`), and wall time.
 Every job folder resumes (`synth.report.JobLog`); a job whose time is recorded in
-`<backend>/seconds.json` is not run again.
+`<backend>/seconds.json` is not run again (a job interrupted and resumed records only the time of
+the part run after resuming).
 """
 
 from __future__ import annotations
