@@ -47,7 +47,12 @@ class Dense(nn.Module):
             (x.shape[-1], self.features),
             jnp.float32,
         )
-        return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+        # One flat [tokens, in] matrix: the kernel's gradient then contracts a single axis. With
+        # [batch, length, in] it contracts two, and XLA:CPU first copies the [batch, length, out]
+        # cotangent into a transposed layout (2x slower MLP backward; benchmarks/README.md).
+        flat = x.reshape(-1, x.shape[-1]).astype(self.dtype)
+        y = jnp.dot(flat, kernel.astype(self.dtype))
+        return y.reshape(x.shape[:-1] + (self.features,))
 
 
 class RMSNorm(nn.Module):
