@@ -144,7 +144,8 @@ def test_parsers_accept_llm_style_completions():
 
 class _CutOff:
     """Scripted OpenAI-like backend: an instruction list, then one instance per instruction;
-    says which completions stopped at max_tokens (`cut`: the list, the instances or neither)."""
+    says which completions stopped at max_tokens (`cut`: the list inside its last instruction,
+    after the list or after a label, the instances, or none)."""
 
     name, model = "scripted", "scripted-v0"
 
@@ -160,15 +161,18 @@ class _CutOff:
         out = []
         for prompt in prompts:
             if "Task" in prompt and "Come up with" in prompt:
-                text = "Explain what a heap queue is.\nTask 9: Describe how the bisect"
-                if self.cut == "after-list":  # cut in text after the list: nothing incomplete
-                    text = "Explain what a heap queue is.\nTask 9: Describe the bisect module.\n\nSure, a"
-                cut = "list" if self.cut == "list" else "after-list"
+                text = "Explain what a heap queue is.\nTask 9: " + {
+                    # cut in text after the list, or right after the next label: nothing incomplete
+                    "after-list": "Describe the bisect module.\n\nSure, a",
+                    "after-label": "Describe the bisect module.\nTask 10:",
+                }.get(self.cut, "Describe how the bisect")
+                length = self.cut in ("list", "after-list", "after-label")
             elif "classification" in prompt.lower() and "Yes" in prompt:
-                text, cut = "No", None
+                text, length = "No", False
             else:
-                text, cut = "Input: None\nOutput: A heap queue keeps the smallest", "instances"
-            out.append(openai_chat.Completion(text, "length" if cut == self.cut else "stop"))
+                text = "Input: None\nOutput: A heap queue keeps the smallest"
+                length = self.cut == "instances"
+            out.append(openai_chat.Completion(text, "length" if length else "stop"))
         return out
 
 
@@ -178,9 +182,16 @@ class _CutOff:
         (None, 2, []),
         ("list", 1, ["truncated"]),  # "Describe how the bisect" is not kept as an instruction
         ("after-list", 2, []),
+        ("after-label", 2, []),
         ("instances", 0, ["output_truncated", "output_truncated"]),
     ],
-    ids=["complete", "instruction-list-cut", "cut-after-the-list", "instances-cut"],
+    ids=[
+        "complete",
+        "instruction-list-cut",
+        "cut-after-the-list",
+        "cut-after-a-label",
+        "instances-cut",
+    ],
 )
 def test_output_cut_off_at_max_tokens_is_rejected(tmp_path, seeds, cut, kept, reasons):
     config = self_instruct.SelfInstructConfig(target=5, max_rounds=1, prompts_per_round=1)

@@ -44,6 +44,7 @@ INSTRUCTION_REASONS = frozenset(
     }
 )
 _TASK_SPLIT = re.compile(r"\n\s*Task\s+\d+\s*:", re.IGNORECASE)
+_TASK_LABEL = re.compile(r"^\s*Task\s+\d+\s*:", re.IGNORECASE)
 _NONE = frozenset({"", "none", "<none>", "n/a", "null", "(none)"})
 
 
@@ -100,13 +101,22 @@ def load_seed_tasks(path: io_utils.PathLike | None = None) -> list[SeedTask]:
 def parse_new_instructions(completion: str, *, limit: int) -> list[str]:
     """The instructions of a completion that continues `Task N:` (one per `Task k:` line)."""
     parts = _TASK_SPLIT.split("\n" + completion.strip())
-    out = []
-    for part in parts:
-        text = re.sub(r"^\s*Task\s+\d+\s*:", "", part.strip(), flags=re.IGNORECASE).strip()
-        text = text.split("\n\n")[0]
-        if text:
-            out.append(" ".join(text.split()))
-    return out[:limit]
+    return [text for text in map(_task_text, parts) if text][:limit]
+
+
+def _task_text(part: str) -> str:
+    """One `Task k:` part's instruction: its text up to a blank line (after one, the model is
+    talking about the list, not writing it), whitespace collapsed; "" when it has none."""
+    text = _TASK_LABEL.sub("", part.strip()).strip()
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def last_instruction_cut(completion: str) -> bool:
+    """Whether a completion that `max_tokens` cut off was cut inside its last instruction: its
+    last `Task k:` part holds instruction text with no blank line after it. A cut right after a
+    `Task k:` label, or in text after a blank line, leaves every parsed instruction whole."""
+    last = _TASK_LABEL.sub("", _TASK_SPLIT.split("\n" + completion.lstrip())[-1].lstrip())
+    return bool(_task_text(last)) and "\n\n" not in last.lstrip()
 
 
 def _none(text: str) -> str:
@@ -192,11 +202,9 @@ class _Round:
         for j, (prompt, (completion, truncated)) in enumerate(
             zip(prompt_list, completions, strict=True)
         ):
-            # a max_tokens cut-off inside the last instruction (not in text after it) leaves it
-            # incomplete
             written = parse_new_instructions(completion, limit=len(completion) + 1)
-            last = _TASK_SPLIT.split("\n" + completion.strip())[-1].strip()
-            cut = len(written) - 1 if truncated and "\n\n" not in last else -1
+            # the last instruction is incomplete only when the max_tokens cut fell inside it
+            cut = len(written) - 1 if truncated and last_instruction_cut(completion) else -1
             for c, instruction in enumerate(written[: config.max_new_per_prompt]):
                 position = f"r{round_index}.p{j}.c{c}"
                 done = self.log.decided.get(position)
