@@ -71,6 +71,8 @@ def test_template_backend_grows_new_questions_with_the_fixed_refusal(tmp_path):
         ("1. What is the capital of Australia?", False, 0, ["duplicate"]),
         ("1. What is the capital city of Australia?", False, 0, ["rouge_similar"]),
         ("1. Which bird lays the largest egg?\n2. How far can a", True, 1, ["truncated"]),
+        ("1. Which bird lays the largest egg?\n2.", True, 1, []),
+        ("1. Which bird lays the largest egg?\n\nI hope these", True, 1, []),
     ],
     ids=[
         "kept",
@@ -83,6 +85,8 @@ def test_template_backend_grows_new_questions_with_the_fixed_refusal(tmp_path):
         "shipped",
         "near-shipped",
         "cut-off",
+        "cut-after-the-last-question",
+        "cut-after-the-list",
     ],
 )
 def test_filters_and_off_format_output_are_counted(tmp_path, completion, cut, kept, reasons):

@@ -272,6 +272,10 @@ def run_refusals(
                     if record["meta"]["position"] not in log.decided:
                         log.reject(record, reason or "questions_unparseable")
                     continue
+                # the max_tokens cut fell inside the last question only when the completion
+                # ends on its line (not after a newline, nor in text after the list)
+                ends_in_question = bool(self_qa.parse_questions(completion.rsplit("\n", 1)[-1]))
+                cut = len(questions) - 1 if truncated and ends_in_question else -1
                 for c, question in enumerate(questions[: config.questions_per_prompt]):
                     position = f"r{r}.p{j}.c{c}"
                     if position in log.decided:
@@ -283,8 +287,7 @@ def run_refusals(
                         source=source,
                         meta=dict(meta, position=position),
                     )
-                    cut = truncated and c == len(questions) - 1
-                    reason = "truncated" if cut else None
+                    reason = "truncated" if c == cut else None
                     reason = reason or _question_reason(
                         question, config=config, pool=pool, seen=seen
                     )
