@@ -219,6 +219,7 @@ GOOD = "Instruction: Is it a function?\nInput: None\nOutput: function"
             ["output_truncated"],
         ),
         (GOOD + "\n###\nInstruction: Is it a class?\nInput: No", True, 1, ["output_truncated"]),
+        (GOOD + "\n###\n", True, 1, []),
     ],
     ids=[
         "off-format",
@@ -228,6 +229,7 @@ GOOD = "Instruction: Is it a function?\nInput: None\nOutput: function"
         "junk-block",
         "cut-output",
         "cut-block",
+        "cut-after-a-separator",
     ],
 )
 def test_self_kg_counts_off_format_and_cut_off_output(tmp_path, completion, cut, kept, reasons):

@@ -154,6 +154,9 @@ def run_self_kg(
                     "seed": config.seed,
                 }
                 parsed = parse_blocks(completion)
+                # a cut right after a `###` (the next block not begun) leaves every block whole
+                ends_in_block = bool(_SEPARATOR.split(completion)[-1].strip())
+                last_cut = len(parsed) - 1 if truncated and ends_in_block else -1
                 blocks = parsed[: config.examples_per_entity]
                 if not any(blocks):
                     _reject_completion(log, completion, truncated, base, source, generator)
@@ -169,7 +172,7 @@ def run_self_kg(
                         source=source,
                         meta=dict(base, position=position),
                     )
-                    cut = truncated and k == len(parsed) - 1  # the block max_tokens cut
+                    cut = k == last_cut  # the block max_tokens cut
                     if block is None:
                         if any(blocks):  # else counted once for the whole completion
                             log.reject(record, "output_truncated" if cut else "example_unparseable")
