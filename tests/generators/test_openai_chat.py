@@ -225,6 +225,7 @@ def test_stream_retries_until_the_server_starts_answering(serve):
         ([b'data: {"error": {"message": "out of memory", "code": 500}}\n\n'], "failed after 6 "),
         ([b"data: {not json\n\n"], "not a chat completion chunk after 6 "),
         ([], "ended after 6 characters without \\[DONE\\]"),
+        ([b'data: {"choices": [{"delta": {"cont'], "ended after 6 characters without"),
         ([1.0, DONE], "broke after 6 characters .*TimeoutError"),
     ],
 )

@@ -153,14 +153,8 @@ class OpenAIChatGenerator:
         `[DONE]` nor a finish reason) is one `BackendError` saying how much text had arrived.
         A server that ignores `stream` and sends one JSON reply yields it as one `Completion`.
         """
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "seed": derive_seed(seed, 0),
-            "stream": True,
-        }
+        body = self._body(prompt, 0, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        body["stream"] = True
         received, finished = 0, False
         with self._request(body, stream=True) as response:
             try:
@@ -214,18 +208,25 @@ class OpenAIChatGenerator:
             reason if isinstance(reason, str) else None,
         )
 
+    def _body(
+        self, prompt: str, index: int, *, max_tokens: int, temperature: float, seed: int
+    ) -> dict[str, Any]:
+        """The request for the `index`-th prompt of a call: its seed is derived from `seed` and
+        `index`, so `stream(p)` asks exactly what `complete([p])` asks."""
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": derive_seed(seed, index),
+        }
+
     def complete(
         self, prompts: Sequence[str], *, max_tokens: int, temperature: float, seed: int
     ) -> list[Completion]:
         """One `Completion` per prompt, in order; truncated ones (`max_tokens` hit) are logged."""
         bodies = [
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": p}],
-                "max_tokens": max_tokens,
-                "temperature": temperature,
-                "seed": derive_seed(seed, i),
-            }
+            self._body(p, i, max_tokens=max_tokens, temperature=temperature, seed=seed)
             for i, p in enumerate(prompts)
         ]
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -254,7 +255,9 @@ class OpenAIChatGenerator:
 def _sse_data(response: Any) -> Iterator[str]:
     """The `data` of each server-sent event of `response`, as the event stream format defines
     it: `data:` lines joined by newlines, an event ending at a blank line; comments and other
-    fields (`event:`, `id:`, `retry:`) are skipped."""
+    fields (`event:`, `id:`, `retry:`) are skipped. An event the stream ends in the middle of
+    (no blank line after it: the connection was cut) is dropped, as the format says, so a cut
+    reply reads as one that ended early, not as a malformed chunk."""
     lines: list[str] = []
     for raw in response:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -265,5 +268,3 @@ def _sse_data(response: Any) -> Iterator[str]:
         elif line.startswith("data:"):
             value = line[5:]
             lines.append(value[1:] if value.startswith(" ") else value)
-    if lines:
-        yield "\n".join(lines)
