@@ -325,3 +325,22 @@ def test_answers_cite_files_a_user_can_open(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(question + "\n"))
     assert cli.main(["chat", *argv[1:], "--quiet"]) == 0
     assert "https://sqlite.example/doc/lang/page3.html" in capsys.readouterr().out
+
+
+class _Silent:
+    """A streaming generator (as `BackendAnswerGenerator`) whose LLM wrote no sentence."""
+
+    name = "silent"
+
+    def generate(self, question, passages):
+        return []
+
+    def stream(self, question, passages):
+        yield from ()
+
+
+def test_a_streamed_answer_without_sentences_times_every_stage(index_dir):
+    bot = make_assistant(index_dir, generator=_Silent())
+    *pieces, result = bot.answer_stream(_question(17))
+    assert result.refusal_kind == assistant.NO_ANSWER_KIND and "".join(pieces) == result.answer
+    assert set(result.timings_ms) == STAGES

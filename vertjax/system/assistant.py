@@ -368,6 +368,9 @@ class Assistant:
                     sentences.append(s)
                     yield pieces[-1]
                 t = time.perf_counter()  # the caller's time with a piece is no stage's
+            # the generator's end after its last sentence (all of it when it wrote none)
+            t = timer.stage("generate", t)
+        timer.ms.setdefault("consistency", 0.0)  # no sentence came, so none was checked
         refused, reason, kind = self._refusal(subs, sentences, removed)
         trust = None if refused else self._trust(sentences)
         pieces.append(self._render_tail(subs, sentences, selected, kind, reason, trust))
