@@ -169,6 +169,8 @@ class _CutOff:
                 length = self.cut in ("list", "after-list", "after-label")
             elif "classification" in prompt.lower() and "Yes" in prompt:
                 text, length = "No", False
+            elif self.cut == "off-format":
+                text, length = "Sure! A heap queue is a binary tree.", False
             else:
                 text = "Input: None\nOutput: A heap queue keeps the smallest"
                 length = self.cut == "instances"
@@ -198,3 +200,12 @@ def test_output_cut_off_at_max_tokens_is_rejected(tmp_path, seeds, cut, kept, re
     totals = self_instruct.run_self_instruct(seeds[:8], _CutOff(cut), tmp_path, config=config)
     rejected = [json.loads(line) for line in _lines(tmp_path / report.REJECTED_FILE)]
     assert totals["kept"] == kept and [r["meta"]["reason"] for r in rejected] == reasons
+
+
+def test_an_off_format_instance_is_rejected_with_what_the_model_wrote(tmp_path, seeds):
+    config = self_instruct.SelfInstructConfig(target=5, max_rounds=1, prompts_per_round=1)
+    self_instruct.run_self_instruct(seeds[:8], _CutOff("off-format"), tmp_path, config=config)
+    rejected = [json.loads(line) for line in _lines(tmp_path / report.REJECTED_FILE)]
+    assert [(r["meta"]["reason"], r["output"]) for r in rejected] == [
+        ("unparseable", "Sure! A heap queue is a binary tree.")
+    ] * 2

@@ -297,7 +297,8 @@ class _Round:
             )
             parsed, reason = self._parse(completion, is_cls, meta)
             reason = reason or ("output_truncated" if truncated else None)
-            input_, output = parsed or ("", "")
+            # an off-format instance keeps what the model wrote, to show why it was rejected
+            input_, output = parsed or ("", completion.strip())
             record = report.make_record(
                 instruction=instruction, input_=input_, output=output, source=self.source, meta=meta
             )
