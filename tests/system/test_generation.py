@@ -140,8 +140,16 @@ class _Truncating(_Echo):
         ]
 
 
-def test_backend_generator_drops_the_unfinished_sentence_of_a_truncated_reply():
-    gen = generation.BackendAnswerGenerator(_Truncating("Old pages are compressed [2]. Then the"))
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Old pages are compressed [2]. Then the",
+        "1. Old pages are compressed [2]\n2. Then the",  # cut in a list item, which has no stop
+        "- Old pages are compressed [2].\n- Then the",
+    ],
+)
+def test_backend_generator_drops_the_unfinished_sentence_of_a_truncated_reply(reply):
+    gen = generation.BackendAnswerGenerator(_Truncating(reply))
     assert gen.generate("What happens to old pages?", PASSAGES) == [
         {"text": "Old pages are compressed.", "citations": [2]}
     ]
@@ -182,6 +190,7 @@ class _Streaming(_Truncating):
         ("The answer to your question is:\n\nHere is how:\n1. Open it [1]\n2. Loop over it.", None),
         ("The library opens at 9 am. Pages compress [2]. (See [1, 2].) The", "length"),
         ("Old pages are compressed. [Passage 2] Then the", "length"),
+        ("Steps:\n1. Open the file [1]\n2. Loop over the li", "length"),
     ],
 )
 def test_backend_stream_gives_generates_sentences_each_once_the_next_has_begun(reply, finish):

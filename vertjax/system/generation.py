@@ -463,13 +463,19 @@ def answer_text(text: str, *, truncated: bool = False) -> str:
     while lines and (not lines[0].strip() or _ECHOED_QUESTION.fullmatch(lines[0])):
         lines.pop(0)  # the prompt's question echoed before the answer
     kept = []
+    stopped = False  # the last kept line was given a full stop the model had not written
     for line in lines:
         if _ECHOED_QUESTION.fullmatch(line):
+            stopped = False  # the line before the made-up question was finished
             break  # the model goes on with a question of its own
-        if _LIST_ITEM.match(line):  # a list item is a sentence of its own, without its number
+        stopped = bool(_LIST_ITEM.match(line))
+        if stopped:  # a list item is a sentence of its own, without its number
             line = _LIST_ITEM.sub("", line).rstrip()
-            line += "" if not line or _SENTENCE_DONE.search(line) else "."
+            stopped = bool(line) and not _SENTENCE_DONE.search(line)
+            line += "." if stopped else ""
         kept.append(line)
+    if truncated and stopped:  # the cut fell in that item: without its stop it reads unfinished
+        kept[-1] = kept[-1][:-1]
     text = _ANSWER_LABEL.sub("", "\n".join(kept).strip(), count=1).strip()
     if truncated and text and not _COMPLETE_END.search(text):
         ends = [m.end() for m in re.finditer(r"[.!?](?:\s*\[[^\]\n]*\])*(?=\s)", text)]
