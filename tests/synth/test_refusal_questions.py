@@ -3,11 +3,12 @@ out-of-domain questions, their filters, off-format or cut-off output, resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from vertjax import cli, io_utils
+from vertjax import cli, errors, io_utils
 from vertjax.generators import openai_chat
 from vertjax.synth import refusals, report, template_backend
 
@@ -104,3 +105,15 @@ def test_cli_grows_refusal_questions_and_resumes(tmp_path, capsys):
     assert (out / report.REPORT_MD).is_file()
     assert cli.main(args) == 0
     assert json.loads(capsys.readouterr().out)["rounds_run"] == 0
+
+
+def test_another_domain_needs_its_own_words_for_the_in_domain_filter(tmp_path, capsys):
+    with pytest.raises(errors.ConfigError, match="domain_terms"):
+        refusals.RefusalConfig(domain="cooking")
+    args = ["synth", "refusal-questions", "--out", str(tmp_path / "job"), "--max_rounds", "1"]
+    assert cli.main([*args, "--domain", "cooking"]) == 2
+    assert "--domain_terms" in capsys.readouterr().err
+    config = dataclasses.replace(ONE_ROUND, domain="cooking", domain_terms=("cook", "recipe"))
+    totals = refusals.run_refusals(_Scripted("1. How do I cook rice?"), tmp_path, config=config)
+    assert totals["kept"] == 0 and _rejected(tmp_path) == [("How do I cook rice?", "in_domain")]
+    assert cli.main([*args, "--domain", "cooking", "--domain_terms", "cook, recipe"]) == 0

@@ -191,6 +191,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="the Python standard library",
         help="the domain the questions must stay out of, named in the refusal",
     )
+    gen.add_argument(
+        "--domain_terms",
+        help="comma-separated words that put a question inside --domain (needed with --domain; "
+        "default: Python's)",
+    )
     _backend_arguments(gen)
 
     rep = sub.add_parser("report", help="(re)write a job folder's report")
@@ -263,11 +268,18 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"out": args.out, "records": n}))
         return 0
     if action == "refusal-questions":
+        terms = {}
+        if args.domain_terms is not None:
+            words = tuple(w.strip() for w in args.domain_terms.split(",") if w.strip())
+            if not words:
+                raise errors.ConfigError("--domain_terms names no word")
+            terms = {"domain_terms": words}
         config = refusals.RefusalConfig(
             target=args.target,
             max_rounds=args.max_rounds,
             prompts_per_round=args.prompts_per_round,
             domain=args.domain,
+            **terms,
             temperature=args.temperature,
             seed=args.seed,
         )

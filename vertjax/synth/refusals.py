@@ -169,6 +169,14 @@ class RefusalConfig:
     temperature: float = 0.7
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.domain != DOMAIN and tuple(self.domain_terms) == DOMAIN_TERMS:
+            raise errors.ConfigError(
+                f"generated refusals for the domain {self.domain!r} need that domain's words "
+                "(domain_terms, --domain_terms): the default ones are Python's, so the in_domain "
+                "filter would keep the domain's own questions as ones to refuse"
+            )
+
 
 def in_domain(question: str, terms: Sequence[str]) -> bool:
     """Whether `question` names one of the domain `terms` (whole words) or looks like code."""
