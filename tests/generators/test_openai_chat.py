@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
+import ssl
 import threading
 import time
 
@@ -244,3 +246,32 @@ def test_stream_accepts_an_end_after_the_finish_reason_and_a_plain_json_reply(se
     assert delta.text == "done" and delta.truncated
     plain = serve(lambda n, body: (200, _completion("whole reply"), 0))
     assert [d.text for d in _stream(_client(plain))] == ["whole reply"]
+
+
+class _TLSCutResponse:
+    """An HTTPS stream whose connection fails after one delta the way TLS does (`ssl.SSLError`,
+    an `OSError` that is neither a timeout nor a `ConnectionError`)."""
+
+    def __init__(self):
+        self.headers = http.client.HTTPMessage()
+        self.headers["Content-Type"] = "text/event-stream"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __iter__(self):
+        yield from _chunk("Lists ").splitlines(keepends=True)
+        raise ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+
+
+def test_a_tls_failure_midway_is_a_backend_error(monkeypatch):
+    monkeypatch.setattr(openai_chat.urllib.request, "urlopen", lambda *a, **k: _TLSCutResponse())
+    client = openai_chat.OpenAIChatGenerator("https://llm.example/v1", "m", max_retries=0)
+    got = []
+    with pytest.raises(errors.BackendError, match="broke after 6 characters .*SSLEOFError"):
+        for delta in client.stream("p", max_tokens=8, temperature=0, seed=0):
+            got.append(delta.text)
+    assert got == ["Lists "]

@@ -169,7 +169,7 @@ class OpenAIChatGenerator:
                     finished = finished or delta.finish_reason is not None
                     if delta.text or delta.finish_reason:
                         yield delta
-            except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
+            except (OSError, http.client.HTTPException) as e:  # OSError: timeouts, resets, TLS
                 raise errors.BackendError(
                     f"{self.url}: the stream broke after {received} characters "
                     f"({type(e).__name__}: {e})"
