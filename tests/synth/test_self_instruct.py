@@ -169,8 +169,8 @@ class _CutOff:
                 length = self.cut in ("list", "after-list", "after-label")
             elif "classification" in prompt.lower() and "Yes" in prompt:
                 text, length = "No", False
-            elif self.cut == "off-format":
-                text, length = "Sure! A heap queue is a binary tree.", False
+            elif self.cut in ("off-format", "off-format-cut"):
+                text, length = "Sure! A heap queue is a binary tree.", self.cut == "off-format-cut"
             else:
                 text = "Input: None\nOutput: A heap queue keeps the smallest"
                 length = self.cut == "instances"
@@ -186,6 +186,7 @@ class _CutOff:
         ("after-list", 2, []),
         ("after-label", 2, []),
         ("instances", 0, ["output_truncated", "output_truncated"]),
+        ("off-format-cut", 0, ["output_truncated", "output_truncated"]),
     ],
     ids=[
         "complete",
@@ -193,6 +194,7 @@ class _CutOff:
         "cut-after-the-list",
         "cut-after-a-label",
         "instances-cut",
+        "off-format-instances-cut",
     ],
 )
 def test_output_cut_off_at_max_tokens_is_rejected(tmp_path, seeds, cut, kept, reasons):

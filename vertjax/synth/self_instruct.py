@@ -6,8 +6,9 @@ keywords, duplicates, punctuation/non-English starts), asks whether each is a cl
 then writes an instance output-first (classification: label, then an input for it) or input-first
 (generation), filters the instance and adds survivors to the pool, until `target` are kept or
 `max_rounds` have run. An instruction or instance output cut off at `max_tokens` is rejected
-(`truncated` / `output_truncated`). `dialogue=True` is the multi-turn variant (Mozi): the
-instance is a user/assistant conversation that starts with the instruction.
+(`truncated` / `output_truncated`, also when the cut instance does not parse, as Self-KG counts
+it). `dialogue=True` is the multi-turn variant (Mozi): the instance is a user/assistant
+conversation that starts with the instruction.
 
 Every candidate has a deterministic position `r<round>.p<prompt>.c<candidate>`; a resumed job
 skips decided positions and rebuilds the pool from its own files, so it writes what an
@@ -296,7 +297,8 @@ class _Round:
                 instruction_prompt=gen_prompt,
             )
             parsed, reason = self._parse(completion, is_cls, meta)
-            reason = reason or ("output_truncated" if truncated else None)
+            if truncated and reason != "empty_output":  # cut off: the format may have come later
+                reason = "output_truncated"
             # an off-format instance keeps what the model wrote, to show why it was rejected
             input_, output = parsed or ("", completion.strip())
             record = report.make_record(
