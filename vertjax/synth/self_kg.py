@@ -5,6 +5,10 @@ relations as `- relation: object` lines, and the generator writes instruction/in
 from those facts only. Examples pass the shared text filters and a grounding filter: most of the
 output's content words must occur in the rendered facts (an answer the facts do not support is
 rejected as `not_grounded`). The entity and its facts are kept in each record's meta.
+What a real LLM gets wrong is counted, not dropped: a completion without any parseable example
+once per entity (`examples_empty`, `examples_truncated` when `max_tokens` cut it, else
+`examples_unparseable`), a block without the three fields as `example_unparseable`, and the block
+a `max_tokens` cut fell in as `output_truncated`.
 """
 
 from __future__ import annotations
