@@ -319,3 +319,26 @@ def test_remat_policies_change_neither_params_nor_values(policy):
 def test_an_unknown_remat_policy_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="remat_policy = 'some'"):
         dataclasses.replace(TINY, remat_policy="some")
+
+
+def test_correct_sum_counts_targets_holding_the_top_logit():
+    model = encoder_decoder.EncoderDecoderModel(TINY)
+    params = tiny_params()
+    targets = random_tokens((3, 6), seed=1)
+    targets[2, 4:] = 0  # padding is not counted
+    batch = {
+        "encoder_input_tokens": jnp.asarray(random_tokens((3, 8), seed=0)),
+        "decoder_input_tokens": jnp.asarray(shift_right(targets)),
+        "decoder_target_tokens": jnp.asarray(targets),
+    }
+    logits = np.asarray(model.logits(params, batch))
+    # Make the model right at a few known positions by choosing those targets as its argmax.
+    top = logits.argmax(-1)
+    targets[0, :3] = top[0, :3]
+    targets[1, 5] = top[1, 5]
+    batch["decoder_target_tokens"] = jnp.asarray(targets)
+    _, metrics = jax.jit(model.loss_fn)(params, batch)
+    expected = np.sum((top == targets) & (targets > 0))
+    assert expected >= 4
+    assert float(metrics["correct_sum"]) == expected
+    assert float(metrics["num_tokens"]) == np.sum(targets > 0)
