@@ -43,7 +43,7 @@ from vertjax.consistency import citations
 from vertjax.generators import local_server, openai_chat
 from vertjax.retrieval import bm25
 from vertjax.retrieval.types import Hit
-from vertjax.system import assistant, generation, server
+from vertjax.system import assistant, build, generation, server
 
 DOMAIN = "the Python standard library"
 PASSAGES = [
@@ -181,7 +181,7 @@ def vertjax_serve(base_url: str, model: str, max_tokens: int) -> Iterator[tuple[
             generator=generation.BackendAnswerGenerator(
                 backend, max_tokens=max_tokens, domain=DOMAIN
             ),
-            consistency_scorer=assistant.LexicalScorer(),
+            consistency_scorer=build.LexicalScorer(),
             postprocess_policy="flag",
             k=len(PASSAGES),
             retrieve_k=len(PASSAGES),

@@ -87,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
-    from vertjax.system import assistant, server
+    from vertjax.system import build, server
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp)
         pack = pathlib.Path(args.pack_dir) if args.pack_dir else _synthetic_pack(tmp_path / "pack")
-        bot = assistant.offline_assistant(index_dir=tmp_path / "index", pack_dir=pack)
+        bot = build.offline_assistant(index_dir=tmp_path / "index", pack_dir=pack)
         plan = [
             [QUESTIONS[(c + r) % len(QUESTIONS)] for r in range(args.requests)]
             for c in range(args.clients)

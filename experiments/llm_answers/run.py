@@ -22,7 +22,7 @@ from vertjax.data import packs
 from vertjax.demo import llm_answers
 from vertjax.demo.data import DOMAIN_PACK
 from vertjax.generators import local_server, openai_chat
-from vertjax.system import assistant, generation
+from vertjax.system import build, generation
 
 JUDGE = "lexical overlap (fallback: no NLI model in this run)"
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -48,18 +48,18 @@ def main() -> None:
     out = pathlib.Path(args.out)
     pack = out / "data" / DOMAIN_PACK
     packs.ensure_pack(DOMAIN_PACK, pack)
-    index_dir = assistant.build_bm25_index(pack, out / "index")
+    index_dir = build.build_bm25_index(pack, out / "index")
     with local_server.LocalLLMServer(log_path=out / "server.log") as server:
         llm = generation.BackendAnswerGenerator(
             openai_chat.OpenAIChatGenerator(
                 server.base_url, server.model_name, max_retries=0, concurrency=1
             ),
             max_tokens=args.max_tokens,
-            domain=assistant.index_domain(index_dir),
+            domain=build.index_domain(index_dir),
         )
         generators = {"extractive": generation.ExtractiveGenerator(), "llm": llm}
         result = llm_answers.compare(
-            index_dir=index_dir, generators=generators, predict=assistant.LexicalScorer().predict
+            index_dir=index_dir, generators=generators, predict=build.LexicalScorer().predict
         )
         model = server.model_name
     result["markers"] = marker_counts(result["answers"], k=4)

@@ -16,7 +16,7 @@ import json
 import pathlib
 
 from vertjax import io_utils
-from vertjax.system import assistant, ood
+from vertjax.system import build, ood
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     in_domain = [r["question"] for r in io_utils.read_jsonl(HERE / "questions.jsonl")]
     out_domain = [r["question"] for r in io_utils.read_jsonl(HERE / "ood_questions.jsonl")]
-    bot = assistant.offline_assistant(
+    bot = build.offline_assistant(
         index_dir=args.index,
         ood_dir=args.ood_dir,
         min_top_score_percentile=args.min_top_score_percentile,

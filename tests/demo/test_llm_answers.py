@@ -13,7 +13,7 @@ from conftest import tiny_corpus_records, write_tiny_pack
 from vertjax import errors
 from vertjax.commands import demo as demo_command
 from vertjax.demo import llm_answers, pipeline, report, state
-from vertjax.system import assistant
+from vertjax.system import build
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -56,7 +56,7 @@ def test_llm_stage_needs_the_answering_stage(tmp_path):
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm_answers")
-    return assistant.build_bm25_index(write_tiny_pack(root / "pack"), root / "index")
+    return build.build_bm25_index(write_tiny_pack(root / "pack"), root / "index")
 
 
 def _questions() -> list[str]:
@@ -83,7 +83,7 @@ def test_compare_judges_generators_over_the_same_passages(index_dir):
     result = llm_answers.compare(
         index_dir=index_dir,
         generators={"a": grounded, "b": unrelated},
-        predict=assistant.LexicalScorer().predict,
+        predict=build.LexicalScorer().predict,
         questions=_questions(),
     )
     assert grounded.seen == unrelated.seen and all(len(ids) == 4 for ids in grounded.seen)

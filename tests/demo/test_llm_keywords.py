@@ -11,13 +11,13 @@ from conftest import tiny_corpus_records, write_tiny_pack
 from vertjax import errors, io_utils
 from vertjax.demo import llm_keywords, report, state
 from vertjax.retrieval import dense, metrics
-from vertjax.system import assistant
+from vertjax.system import build
 
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm_keywords")
-    return assistant.build_bm25_index(write_tiny_pack(root / "pack"), root / "index")
+    return build.build_bm25_index(write_tiny_pack(root / "pack"), root / "index")
 
 
 def _questions(tmp_path) -> str:

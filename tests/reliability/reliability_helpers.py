@@ -14,7 +14,7 @@ from typing import Any
 from conftest import tiny_corpus_records
 
 from vertjax.retrieval import bm25, rewrite
-from vertjax.system import assistant, generation, server
+from vertjax.system import assistant, build, generation, server
 
 
 def make_bot(index_dir: pathlib.Path) -> assistant.Assistant:
@@ -24,7 +24,7 @@ def make_bot(index_dir: pathlib.Path) -> assistant.Assistant:
         bm25.BM25Index.load(index_dir),
         rewriter=rewrite.RuleRewriter(),
         generator=generation.ExtractiveGenerator(),
-        consistency_scorer=assistant.LexicalScorer(),
+        consistency_scorer=build.LexicalScorer(),
         domain="databases",
     )
 

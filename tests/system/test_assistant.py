@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import types
 
 import pytest
-from conftest import save_tiny_t5, tiny_corpus_records, write_tiny_pack
-from system_helpers import build_index, make_assistant
+from conftest import save_tiny_t5
+from system_helpers import build_index, domain_pack, make_assistant, passage_question
 
 from vertjax import cli, errors
 from vertjax.retrieval.types import Hit
@@ -22,16 +23,10 @@ def index_dir(tmp_path_factory):
     return build_index(tmp_path_factory.mktemp("index"))
 
 
-def _question(i: int) -> str:
-    """A question made of the words of passage i's first sentence (BM25 finds that passage)."""
-    first = tiny_corpus_records()[i]["text"].split(". ")[0]
-    return f"Which part {first.lower()}?"
-
-
 def test_result_has_every_field_and_grounded_citations(index_dir):
-    result = make_assistant(index_dir).answer(_question(17))
+    result = make_assistant(index_dir).answer(passage_question(17))
     assert not result.refused and result.refusal_reason is None
-    assert [s.text for s in result.sub_questions] == [_question(17)]
+    assert [s.text for s in result.sub_questions] == [passage_question(17)]
     assert result.retrieved and 1 <= len(result.selected) <= 4
     assert result.selected[-1].id == result.retrieved[0].id  # most relevant nearest the question
     assert result.sentences
@@ -46,7 +41,7 @@ def test_result_has_every_field_and_grounded_citations(index_dir):
 
 
 def test_sub_questions_are_retrieved_separately_and_merged(index_dir):
-    result = make_assistant(index_dir).answer(f"{_question(3)} {_question(150)}")
+    result = make_assistant(index_dir).answer(f"{passage_question(3)} {passage_question(150)}")
     assert len(result.sub_questions) == 2
     assert {p.sub_question for p in result.retrieved} == {0, 1}
     assert {s.sub_question for s in result.sentences} == {0, 1}
@@ -78,7 +73,7 @@ def test_out_of_domain_questions_are_refused_with_a_reason(index_dir):
     assert not mixed.refused and [s.refused for s in mixed.sub_questions] == [False, True]
     assert "Not answered: outside databases" in mixed.answer
     strict = make_assistant(index_dir, min_top_score=1e6)
-    assert strict.answer(_question(5)).refused
+    assert strict.answer(passage_question(5)).refused
 
 
 def test_refusals_say_which_reason_applies(index_dir):
@@ -88,7 +83,7 @@ def test_refusals_say_which_reason_applies(index_dir):
     from vertjax.system import http_api, parsing
 
     outside = make_assistant(index_dir, ood_classifier=_Classifier()).answer("Who won the cup?")
-    no_match = make_assistant(index_dir, min_top_score=1e6).answer(_question(5))
+    no_match = make_assistant(index_dir, min_top_score=1e6).answer(passage_question(5))
     assert (outside.refusal_kind, no_match.refusal_kind) == (
         parsing.OUTSIDE_DOMAIN,
         parsing.NO_MATCH,
@@ -105,17 +100,17 @@ def test_refusals_say_which_reason_applies(index_dir):
 
 class _Rejecting:
     def predict(self, premises, hypotheses):
-        return [assistant._LexicalPrediction(0.1, "contradiction") for _ in hypotheses]
+        return [types.SimpleNamespace(p_entailment=0.1, label="contradiction") for _ in hypotheses]
 
 
 def test_consistency_policies_drop_and_flag(index_dir):
-    flagged = make_assistant(index_dir, consistency_scorer=_Rejecting()).answer(_question(9))
+    flagged = make_assistant(index_dir, consistency_scorer=_Rejecting()).answer(passage_question(9))
     assert flagged.sentences and all(s.status == "contradicted" for s in flagged.sentences)
     assert all(s.supported is False and s.p_entailment == 0.1 for s in flagged.sentences)
     assert "[unsupported]" in flagged.answer
     dropped = make_assistant(
         index_dir, consistency_scorer=_Rejecting(), postprocess_policy="drop"
-    ).answer(_question(9))
+    ).answer(passage_question(9))
     assert dropped.sentences == [] and dropped.removed_sentences == len(flagged.sentences)
     assert dropped.refused and dropped.refusal_kind == assistant.ALL_DROPPED_KIND
     n = len(flagged.sentences)
@@ -125,7 +120,7 @@ def test_consistency_policies_drop_and_flag(index_dir):
     assert dropped.answer.startswith(f"I could not answer: all {n} answer sentences were dropped")
     assert flagged.trust == assistant.TRUST_UNSUPPORTED
     assert "Trust: not supported by the cited passages" in flagged.answer
-    unchecked = make_assistant(index_dir, consistency_scorer=None).answer(_question(9))
+    unchecked = make_assistant(index_dir, consistency_scorer=None).answer(passage_question(9))
     assert {(s.status, s.supported, s.p_entailment) for s in unchecked.sentences} == {
         ("unchecked", None, None)
     }
@@ -156,7 +151,7 @@ _MANUAL = [
 ]
 
 
-def test_an_answer_from_unrelated_passages_is_marked_as_not_addressing_the_question():
+def test_an_answer_from_unrelated_passages_is_marked_as_not_addressing_thepassage_question():
     """No classifier, no score threshold: an out-of-domain question still gets extracted,
     supported sentences (they entail themselves), but its trust label says they do not answer
     it; a question the passages do answer is labelled so. Both travel in the JSON / HTTP body."""
@@ -206,7 +201,7 @@ def test_vertjax_answer_json_over_the_default_gin(index_dir, capsys):
             "system/default.gin",
             f"--gin.INDEX_DIR={index_dir}",
             "--json",
-            _question(17),
+            passage_question(17),
         ]
     )
     assert code == 0
@@ -216,7 +211,12 @@ def test_vertjax_answer_json_over_the_default_gin(index_dir, capsys):
     assert out["trust"] == assistant.TRUST_ANSWERS and out["sentences"][0]["relevant"]
     assert cli.main(["answer", "--config", "system/default.gin", "q"]) == 2
     assert "INDEX_DIR" in capsys.readouterr().err
-    strict = ["--config", "system/default.gin", f"--gin.INDEX_DIR={index_dir}", _question(17)]
+    strict = [
+        "--config",
+        "system/default.gin",
+        f"--gin.INDEX_DIR={index_dir}",
+        passage_question(17),
+    ]
     assert cli.main(["answer", *strict, "--gin.MIN_RELEVANCE=2.0"]) == 2  # gin reaches it
     assert "min_relevance" in capsys.readouterr().err
 
@@ -241,56 +241,12 @@ def test_default_gin_binds_a_t5_answer_generator_and_nli_scorer_by_run_dir(
             f"--gin.{scorer}.checkpoint_dir='{tmp_path / 't5'}'",
             f"--gin.{scorer}.vocab_path='{tiny_vocab}'",
             "--json",
-            _question(17),
+            passage_question(17),
         ]
     )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["selected"] and set(out["timings_ms"]) == STAGES
-
-
-def test_offline_assistant_answers_over_a_pack(tmp_path):
-    pack = write_tiny_pack(tmp_path / "pack")
-    bot = assistant.offline_assistant(index_dir=tmp_path / "index", pack_dir=pack)
-    assert bot.answer(_question(40)).sentences
-
-
-def _domain_pack(tmp_path, **options):
-    """A folder pack of 8 HTML pages (domain and base URL as `options` say), built for real."""
-    from vertjax.data import packs
-
-    source = tmp_path / "sqlite_docs"
-    (source / "lang").mkdir(parents=True)
-    for i in range(8):
-        words = " ".join(f"topic{i}word{k}" for k in range(30))
-        (source / "lang" / f"page{i}.html").write_text(
-            f"<html><head><title>Page {i}</title></head><body><p>The page {i} statement "
-            f"creates an index on two columns. It mentions {words}.</p></body></html>",
-            encoding="utf-8",
-        )
-    out = tmp_path / "pack"
-    packs.build_pack("folder", out, source=source, cache=tmp_path / "cache", **options)
-    return out
-
-
-def test_refusals_name_the_domain_of_the_index(tmp_path):
-    """The domain comes from the pack through the index, never from a hard-coded string; an
-    index that records none (an older pack) gets a neutral wording."""
-    pack = _domain_pack(tmp_path, domain_name="SQLite")
-    bot = assistant.offline_assistant(index_dir=tmp_path / "i", pack_dir=pack, min_top_score=1e6)
-    assert assistant.index_domain(tmp_path / "i") == "SQLite"
-    assert assistant.index_domain(tmp_path / "i", name="our manual") == "our manual"  # --gin.DOMAIN
-    assert bot.answer("Who won the World Cup?").answer.startswith(
-        "Nothing in the documents about SQLite answers this question"
-    )
-    old = assistant.offline_assistant(
-        index_dir=tmp_path / "old", pack_dir=write_tiny_pack(tmp_path / "tiny"), min_top_score=1e6
-    )
-    assert "about the indexed documents answers" in old.answer("Who won the World Cup?").answer
-    named = assistant.offline_assistant(
-        index_dir=tmp_path / "i", domain="our manual", min_top_score=1e6
-    )
-    assert "about our manual answers" in named.answer("Who won the World Cup?").answer
 
 
 def test_prompting_generators_get_the_domain_unless_told_one(index_dir):
@@ -306,7 +262,7 @@ def test_prompting_generators_get_the_domain_unless_told_one(index_dir):
 def test_answers_cite_files_a_user_can_open(tmp_path, capsys, monkeypatch):
     """`vertjax answer` over the default gin: the refusal names the pack's domain, citations
     name the page's relative path and URL, in the text and in --json."""
-    pack = _domain_pack(tmp_path, base_url="https://sqlite.example/doc/")
+    pack = domain_pack(tmp_path, base_url="https://sqlite.example/doc/")
     index = tmp_path / "index"
     assert cli.main(["index", "build", "--passages", str(pack), "--out", str(index), "--bm25"]) == 0
     capsys.readouterr()
@@ -341,6 +297,6 @@ class _Silent:
 
 def test_a_streamed_answer_without_sentences_times_every_stage(index_dir):
     bot = make_assistant(index_dir, generator=_Silent())
-    *pieces, result = bot.answer_stream(_question(17))
+    *pieces, result = bot.answer_stream(passage_question(17))
     assert result.refusal_kind == assistant.NO_ANSWER_KIND and "".join(pieces) == result.answer
     assert set(result.timings_ms) == STAGES

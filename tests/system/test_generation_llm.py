@@ -17,7 +17,7 @@ from vertjax import io_utils
 from vertjax.consistency import citations
 from vertjax.generators import local_server, openai_chat
 from vertjax.retrieval.types import Hit
-from vertjax.system import assistant, generation, server
+from vertjax.system import build, generation, server
 
 PASSAGES = [
     Hit(
@@ -135,7 +135,7 @@ def _pack(root):
 @pytest.mark.llm
 @pytest.mark.parametrize("policy", ["flag", "drop"])
 def test_assistant_checks_and_postprocesses_the_llm_sentences(backend, tmp_path, policy):
-    system = assistant.offline_assistant(
+    system = build.offline_assistant(
         index_dir=tmp_path / "index", pack_dir=_pack(tmp_path / "pack"), postprocess_policy=policy
     )
     system.generator = generation.BackendAnswerGenerator(backend, max_tokens=48, domain="Python")
@@ -159,7 +159,7 @@ def test_assistant_checks_and_postprocesses_the_llm_sentences(backend, tmp_path,
 
 @pytest.mark.llm
 def test_vertjax_serve_streams_the_llm_answer_sentence_by_sentence(backend, tmp_path, monkeypatch):
-    system = assistant.offline_assistant(
+    system = build.offline_assistant(
         index_dir=tmp_path / "index", pack_dir=_pack(tmp_path / "pack"), postprocess_policy="flag"
     )
     system.generator = generation.BackendAnswerGenerator(backend, max_tokens=48, domain="Python")

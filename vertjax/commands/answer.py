@@ -24,12 +24,12 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
 def build_assistant(args: argparse.Namespace):
     """Parses the gin flags and builds the configured `Assistant`."""
     from vertjax import errors
-    from vertjax.system import assistant
+    from vertjax.system import build
 
     if not args.gin_file:
         raise errors.ConfigError("pass --config system/default.gin (or --gin_file)")
     gin_utils.parse_from_args(args)
-    return assistant.from_gin()
+    return build.from_gin()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from vertjax.data import packs
 from vertjax.demo.consistency import consistency_judge
 from vertjax.demo.state import DemoState, say
 from vertjax.synth import refusals
-from vertjax.system import assistant, ood
+from vertjax.system import build, ood
 
 PathLike = str | os.PathLike
 DEMO_QUESTIONS = (
@@ -126,7 +126,7 @@ def run(
         seed=seed,
         max_passages=max_train_passages,
     )
-    system = assistant.offline_assistant(
+    system = build.offline_assistant(
         index_dir=out_dir / "index", pack_dir=pack_dir, ood_dir=out_dir / "ood"
     )
     if nli_run_dir is not None and vocab_dir is not None:

@@ -27,7 +27,7 @@ from vertjax.demo.answering import DOMAIN_EVAL_QUESTIONS
 from vertjax.demo.consistency import consistency_judge
 from vertjax.demo.state import DemoState, say
 from vertjax.retrieval import selection
-from vertjax.system import assistant, generation
+from vertjax.system import build, generation
 
 PathLike = str | os.PathLike
 EXAMPLES = 3  # questions whose answers the report shows, with verdicts
@@ -61,7 +61,7 @@ def compare(
     """
     if not questions or not generators:
         raise errors.ConfigError("compare needs at least one question and one generator")
-    retriever = assistant.load_retriever(index_dir, kind="bm25")
+    retriever = build.load_retriever(index_dir, kind="bm25")
     selector = selection.KnowledgeSelector(k=k)
     hits = retriever.search(list(questions), retrieve_k)
     config = postprocess.PostprocessConfig(policy="flag", threshold=threshold)
@@ -169,7 +169,7 @@ def stage_llm_answers(state: DemoState) -> None:
     if nli_run is not None:
         predict = nli.Scorer.from_run_dir(nli_run, state.out / "vocab").predict
     else:
-        predict = assistant.LexicalScorer().predict
+        predict = build.LexicalScorer().predict
         judge = f"{judge}; lexical fallback, not an NLI model"
     out = state.out / "llm_answers"
     out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def stage_llm_answers(state: DemoState) -> None:
                 server.base_url, server.model_name, max_retries=0, concurrency=1
             ),
             max_tokens=state.config.llm_max_tokens,
-            domain=assistant.index_domain(index_dir),
+            domain=build.index_domain(index_dir),
         )
         generators = {"extractive": generation.ExtractiveGenerator(), "llm": llm}
         result = compare(

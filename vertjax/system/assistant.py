@@ -9,19 +9,17 @@ and judged (what `vertjax serve` streams).
 
 Each sub-question is retrieved and answered on its own; the answers are merged and every citation
 `[n]` points into the merged `selected` list, whose passages say where they come from (`doc_id`,
-`source` file, `url`). The domain named in refusals and prompts is the index's (`index_domain`,
-copied from the data pack). A refusal says which reason applies (`refusal_kind`): the question is
-outside the domain (the classifier), or nothing in the documents answers it (the top retrieval
-score is below `min_top_score`, raw or a calibrated percentile per retriever, see
-`vertjax.system.calibration`). `offline_assistant` builds the zero-model system
-(BM25 + extractive answers + lexical consistency) over a built data pack, the demo's fallback.
+`source` file, `url`). The domain named in refusals and prompts is the index's
+(`build.index_domain`, copied from the data pack). A refusal says which reason applies
+(`refusal_kind`): the question is outside the domain (the classifier), or nothing in the documents
+answers it (the top retrieval score is below `min_top_score`, raw or a calibrated percentile per
+retriever, see `vertjax.system.calibration`). Building an assistant from files and gin
+(`offline_assistant`, `from_gin`, the loaders default.gin binds) is `vertjax.system.build`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pathlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +33,6 @@ from vertjax.synth import refusals
 from vertjax.system import calibration, generation, parsing
 from vertjax.system.generation import NEUTRAL_DOMAIN
 
-PathLike = str | os.PathLike
 Selector = Callable[[str, Sequence[Hit]], list[Hit]]
 KeywordExpander = Callable[[list[str]], list[list[str]]]
 NO_ANSWER = "no answer found: the selected passages hold no sentence relevant to the question"
@@ -213,8 +210,8 @@ class Assistant:
         may not address the question". 0.5 separates in-domain answers from answers to
         out-of-domain questions on the SQLite manual (experiments/sqlite_own_corpus).
       domain: what the documents are about, named in the refusal message and in the prompts of
-        generators that have a `domain` (default.gin binds the index's, `index_domain`); None:
-        "the indexed documents".
+        generators that have a `domain` (default.gin binds the index's, `build.index_domain`);
+        None: "the indexed documents".
     """
 
     def __init__(
@@ -504,124 +501,3 @@ class Assistant:
             lines.append("Sources:")
             lines += [f"[{c}] {selected[c - 1].citation()}" for c in cited]
         return "".join("\n" + line for line in lines)
-
-
-@dataclasses.dataclass(frozen=True)
-class _LexicalPrediction:
-    p_entailment: float
-    label: str
-
-
-class LexicalScorer:
-    """A model-free consistency check: the share of a sentence's words found in its premise.
-
-    The trivial baseline of `consistency.metrics.lexical_overlap`; it is what the zero-model
-    system reports until an NLI model is trained (`nli.Scorer` drops in for it). It catches
-    answers that drift from their sources, not subtle contradictions.
-    """
-
-    name = "lexical-overlap"
-
-    def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[Any]:
-        from vertjax.consistency import metrics
-
-        out = []
-        for premise, hypothesis in zip(premises, hypotheses, strict=True):
-            p = metrics.lexical_overlap(premise, hypothesis)
-            out.append(_LexicalPrediction(p, "entailment" if p >= 0.5 else "neutral"))
-        return out
-
-
-def load_retriever(index_dir: PathLike, *, kind: str = "bm25", verify: bool = True) -> Retriever:
-    """The retriever of an index built by `vertjax index build` (or `build_bm25_index`), one
-    index or the shards of a sharded one."""
-    from vertjax.retrieval import dense
-
-    return dense.open_retriever(index_dir, kind, verify=verify)
-
-
-def build_bm25_index(pack_dir: PathLike, index_dir: PathLike) -> pathlib.Path:
-    """Builds (once) a BM25 index of every passage of a built data pack into `index_dir`, and
-    records the pack's domain there."""
-    from vertjax.data import packs
-    from vertjax.retrieval import bm25, encode
-    from vertjax.retrieval.index_dir import IndexDir
-
-    layout = IndexDir(index_dir)
-    if not layout.has_bm25():
-        bm25.BM25Index.build(packs.load_passages(pack_dir)).save(layout.root)
-    domain = encode.pack_domain(pathlib.Path(pack_dir))
-    if domain is not None and layout.domain() != domain:
-        layout.set_domain(domain)
-    return layout.root
-
-
-def index_domain(index_dir: PathLike, name: str = "") -> str:
-    """What an index's documents are about: `name` when given (`--gin.DOMAIN`), else its data
-    pack's domain name as `vertjax index build` records it, else "the indexed documents"."""
-    from vertjax.retrieval.index_dir import IndexDir
-
-    if not isinstance(name, str):
-        raise errors.ConfigError(f"assistant.index_domain.name = {name!r}: must be a string")
-    if name.strip():
-        return name.strip()
-    domain = IndexDir(index_dir).domain()
-    return domain["name"] if domain is not None else NEUTRAL_DOMAIN
-
-
-def load_ood_classifier(directory: PathLike | None, *, threshold: float | None = None) -> Any:
-    """A saved `ood.HashedLogisticClassifier`, or None when `directory` is None."""
-    from vertjax.system import ood
-
-    return (
-        None
-        if directory is None
-        else ood.HashedLogisticClassifier.load(directory, threshold=threshold)
-    )
-
-
-def offline_assistant(
-    *,
-    index_dir: PathLike,
-    pack_dir: PathLike | None = None,
-    ood_dir: PathLike | None = None,
-    k: int = 4,
-    min_top_score: float | None = None,
-    min_top_score_percentile: float | None = None,
-    postprocess_policy: str = "flag",
-    domain: str | None = None,
-) -> Assistant:
-    """The zero-model system: BM25 + rule rewriting + extractive cited answers + lexical checks.
-
-    With `pack_dir`, a BM25 index of the pack is built into `index_dir` first if none is there.
-    `ood_dir` adds the trained domain classifier (and its retrieval calibration, which
-    `min_top_score_percentile` needs); `min_top_score` the raw retrieval-score fallback.
-    `domain` defaults to the index's (`index_domain`).
-    """
-    from vertjax.retrieval import rewrite
-
-    if pack_dir is not None:
-        build_bm25_index(pack_dir, index_dir)
-    return Assistant(
-        load_retriever(index_dir, kind="bm25"),
-        rewriter=rewrite.RuleRewriter(),
-        generator=generation.ExtractiveGenerator(),
-        consistency_scorer=LexicalScorer(),
-        postprocess_policy=postprocess_policy,
-        ood_classifier=load_ood_classifier(ood_dir),
-        k=k,
-        min_top_score=min_top_score,
-        min_top_score_percentile=min_top_score_percentile,
-        retrieval_calibration=calibration.load_calibration(ood_dir, index_dir=index_dir),
-        domain=domain or index_domain(index_dir),
-    )
-
-
-def from_gin() -> Assistant:
-    """The `Assistant` the parsed gin files bind (after `gin_utils.parse_gin`)."""
-    import gin
-
-    from vertjax import gin_utils
-
-    gin_utils.check_required_macros()
-    return gin_utils.call_configurable(gin.get_configurable(Assistant))

@@ -28,7 +28,7 @@ from typing import Any
 from vertjax import errors, io_utils
 from vertjax.data import packs
 from vertjax.synth import refusals
-from vertjax.system import assistant, calibration, ood
+from vertjax.system import build, calibration, ood
 
 PathLike = str | os.PathLike
 REPORT_FILE = "report.json"
@@ -243,7 +243,7 @@ def train_ood_dir(
     }
     table = None
     if index_dir is not None:
-        retrievers = {kind: assistant.load_retriever(index_dir, kind=kind) for kind in kinds}
+        retrievers = {kind: build.load_retriever(index_dir, kind=kind) for kind in kinds}
         table = calibration.RetrievalCalibration.measure(
             retrievers, held_domain, index_dir=index_dir
         )
